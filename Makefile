@@ -1,0 +1,45 @@
+# canary-gate: every entry point a person or CI uses.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+NPM ?= npm
+MOCHA := node_modules/.bin/mocha
+
+.PHONY: help deps build test test-unit test-e2e bench cluster-up cluster-down cluster-build manifests clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+node_modules/.package-lock.json: package.json package-lock.json
+	$(NPM) ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+deps: node_modules/.package-lock.json ## Install npm packages (cached in ~/.npm)
+
+build: deps ## Compile TypeScript into dist/
+	node_modules/.bin/tsc -p tsconfig.json
+
+test-unit: build ## Fast tests: no cluster needed
+	$(MOCHA) 'dist/test/unit/**/*.test.js'
+
+cluster-build: ## Build (once, cached outside the repo) the control-plane binaries
+	test/cluster/build.sh >/dev/null
+
+test-e2e: build cluster-build ## End-to-end tests against the real local control plane
+	$(MOCHA) --config test/e2e/.mocharc.json
+
+test: test-unit test-e2e ## All tests: unit, then end to end (builds Kubernetes on first run)
+
+bench: build ## Benchmarks (prints figures)
+	node dist/test/bench/webhook.bench.js
+
+cluster-up: cluster-build ## Start the local control plane (kubeconfig in .cluster/kubeconfig)
+	test/cluster/up.sh
+
+cluster-down: ## Stop the local control plane
+	test/cluster/down.sh
+
+manifests: build ## Regenerate deploy/ from the typed manifests
+	node dist/core/cli.js manifests
+
+clean: ## Remove build output and cluster state
+	rm -rf dist .cluster

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Stops every process test/cluster/up.sh started and removes the cluster's state
+# (certificates are kept so a restart is quicker).
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+dir="$(cd "$here/../.." && pwd)/.cluster"
+[ -d "$dir/run" ] || exit 0
+for name in prometheus kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
+  f="$dir/run/$name.pid"
+  [ -f "$f" ] || continue
+  pid=$(cat "$f")
+  if kill "$pid" 2>/dev/null; then
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+done
+rm -rf "$dir/etcd" "$dir/prometheus/data" "$dir/nodes-ready"
+echo "[cluster] stopped" >&2

@@ -1,0 +1,236 @@
+// The webhook's whole judgement: a pure function of one AdmissionRequest.
+// It makes no API calls and never diffs whole objects: it compares only the
+// pod template (or Service spec) of the old and new object and writes a
+// handful of JSON-patch operations.
+
+import {
+  CONTROL_ANNOTATIONS,
+  MANAGED_LABEL,
+  PENDING_REVISION,
+  PENDING_SPEC,
+  TRUE,
+} from '../core/annotations.js';
+import { canonicalJson, revisionOfCanonical } from '../core/revision.js';
+import type { AdmissionRequest, JsonPatchOp, KubeObject } from './admission.js';
+
+export interface DecideConfig {
+  /** Usernames whose updates pass untouched: the reconciler promotes through them. */
+  reconcilerUsers: ReadonlySet<string>;
+  /** Largest pending spec, in bytes of compact JSON, that may be stored in an annotation. */
+  maxPendingSpecBytes?: number;
+}
+
+/**
+ * What the webhook did. The names are used as the `decision` metric label and log field.
+ * - skipped: not a request canary-gate changes (kind, operation, subresource, unmanaged object)
+ * - reconciler: written by the reconciler's own identity
+ * - unchanged: template (Service spec) unchanged, no revision pending
+ * - intercepted: a new change is held as the pending revision
+ * - reapplied: the change already pending was applied again (GitOps re-apply); nothing moves
+ * - replaced: a different change replaces the pending one
+ * - cancelled: the template was set back to the stable one; the pending revision is withdrawn
+ * - rejected: the change cannot be held (too large); the update is refused with a reason
+ */
+export type Decision =
+  | 'skipped'
+  | 'reconciler'
+  | 'unchanged'
+  | 'intercepted'
+  | 'reapplied'
+  | 'replaced'
+  | 'cancelled'
+  | 'rejected';
+
+export interface DecideResult {
+  allowed: boolean;
+  decision: Decision;
+  /** JSON patch to apply to the incoming object; absent when nothing changes. */
+  patch?: JsonPatchOp[];
+  /** Revision id of the pending change after this request, if any. */
+  revision?: string;
+  /** Why the request was refused (only when allowed is false). */
+  message?: string;
+  /** Shown to the user by kubectl as `Warning: ...`. */
+  warnings?: string[];
+  /** True when the request tried to set control annotations and they were put back. */
+  forgeryReverted?: boolean;
+}
+
+/** The annotation store of one object holds 256 KiB in total; leave room for the user's own. */
+export const DEFAULT_MAX_PENDING_SPEC_BYTES = 192 * 1024;
+
+/**
+ * Field managers of kubectl commands that can only touch metadata. A request
+ * from them can never be a revert of the pod template, so it keeps the pending
+ * revision (see docs/adr/0002-what-an-update-means-while-a-revision-is-pending.md).
+ */
+const METADATA_ONLY_FIELD_MANAGERS: ReadonlySet<string> = new Set(['kubectl-label', 'kubectl-annotate']);
+
+type Target = 'Deployment' | 'Service';
+
+function targetOf(request: AdmissionRequest): Target | undefined {
+  const { group, version, kind } = request.kind ?? ({} as AdmissionRequest['kind']);
+  if (group === 'apps' && version === 'v1' && kind === 'Deployment') return 'Deployment';
+  if (group === '' && version === 'v1' && kind === 'Service') return 'Service';
+  return undefined;
+}
+
+function isManaged(obj: KubeObject | null | undefined): boolean {
+  return obj?.metadata?.labels?.[MANAGED_LABEL] === TRUE;
+}
+
+const skipped: DecideResult = { allowed: true, decision: 'skipped' };
+
+export function decide(request: AdmissionRequest, config: DecideConfig): DecideResult {
+  if (request.subResource) return skipped;
+  const target = targetOf(request);
+  if (!target) return skipped;
+  const incoming = request.object;
+  if (!incoming || typeof incoming !== 'object') return skipped;
+
+  if (request.operation === 'CREATE') {
+    // A new object has no stable spec yet; it can only carry control
+    // annotations if someone tried to forge them.
+    if (config.reconcilerUsers.has(request.userInfo?.username ?? '')) return { allowed: true, decision: 'reconciler' };
+    const patch = controlAnnotationPatch(incoming, {});
+    return patch.length ? { allowed: true, decision: 'skipped', patch, forgeryReverted: true } : skipped;
+  }
+  if (request.operation !== 'UPDATE') return skipped;
+
+  const old = request.oldObject;
+  if (!old || !isManaged(old)) return skipped;
+  if (config.reconcilerUsers.has(request.userInfo?.username ?? '')) return { allowed: true, decision: 'reconciler' };
+
+  const stableSpec = target === 'Deployment' ? old.spec?.template : serviceSpecForRevision(old.spec);
+  const incomingSpec = target === 'Deployment' ? incoming.spec?.template : serviceSpecForRevision(incoming.spec);
+  const oldRevision = old.metadata?.annotations?.[PENDING_REVISION];
+
+  let desired: Record<string, string>;
+  let decision: Decision;
+  let restore = false;
+  let revision: string | undefined;
+  const warnings: string[] = [];
+
+  // Fast path: the API server serialises old and new in the same field order,
+  // so equal specs are equal strings. Only when they differ is the (costlier)
+  // canonical form computed, which also catches a mere reordering of keys.
+  let same = JSON.stringify(incomingSpec) === JSON.stringify(stableSpec);
+  let canonical: string | undefined;
+  if (!same) {
+    canonical = canonicalJson(incomingSpec);
+    same = canonical === canonicalJson(stableSpec);
+  }
+
+  if (same) {
+    const metadataOnly = METADATA_ONLY_FIELD_MANAGERS.has(request.options?.fieldManager ?? '');
+    if (oldRevision !== undefined && !metadataOnly) {
+      decision = 'cancelled';
+      desired = {};
+      warnings.push(`canary-gate: back to the stable ${target === 'Deployment' ? 'pod template' : 'Service spec'}; pending revision ${oldRevision} withdrawn`);
+    } else {
+      decision = 'unchanged';
+      desired = pick(old.metadata?.annotations, CONTROL_ANNOTATIONS);
+      revision = oldRevision;
+    }
+  } else {
+    const text = canonical as string;
+    const limit = config.maxPendingSpecBytes ?? DEFAULT_MAX_PENDING_SPEC_BYTES;
+    if (Buffer.byteLength(text) > limit) {
+      return {
+        allowed: false,
+        decision: 'rejected',
+        message:
+          `canary-gate: the new ${target === 'Deployment' ? 'pod template' : 'Service spec'} is ${Buffer.byteLength(text)} bytes ` +
+          `of JSON, more than the ${limit} bytes a pending revision may hold in an annotation; the update was not applied`,
+      };
+    }
+    revision = revisionOfCanonical(text);
+    restore = true;
+    desired = { [PENDING_REVISION]: revision, [PENDING_SPEC]: text };
+    if (oldRevision === undefined) decision = 'intercepted';
+    else if (oldRevision === revision) decision = 'reapplied';
+    else decision = 'replaced';
+    if (decision !== 'reapplied') {
+      warnings.push(`canary-gate: change held as pending revision ${revision}; the live ${target} stays on its stable spec until the canary is promoted`);
+    }
+  }
+
+  const patch: JsonPatchOp[] = [];
+  if (restore) {
+    if (target === 'Deployment') patch.push({ op: 'replace', path: '/spec/template', value: old.spec?.template });
+    else patch.push({ op: 'replace', path: '/spec', value: old.spec });
+  }
+  const annotationOps = controlAnnotationPatch(incoming, desired);
+  const forgeryReverted = annotationOps.length > 0 && !restore && decision !== 'cancelled';
+  patch.push(...annotationOps);
+  if (!isManaged(incoming)) patch.push(...labelPatch(incoming, MANAGED_LABEL, TRUE));
+
+  const result: DecideResult = { allowed: true, decision };
+  if (patch.length) result.patch = patch;
+  if (revision !== undefined) result.revision = revision;
+  if (warnings.length) result.warnings = warnings;
+  if (forgeryReverted) result.forgeryReverted = true;
+  return result;
+}
+
+/**
+ * A Service spec without the fields the API server allocates, so that a
+ * manifest that omits them (kubectl replace, GitOps) is not seen as a change.
+ */
+export function serviceSpecForRevision(spec: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  if (!spec) return spec;
+  const { clusterIP: _a, clusterIPs: _b, ipFamilies: _c, ipFamilyPolicy: _d, healthCheckNodePort: _e, ...rest } = spec;
+  const ports = rest.ports;
+  if (Array.isArray(ports)) {
+    rest.ports = ports.map((p) => {
+      if (!p || typeof p !== 'object') return p;
+      const { nodePort: _n, ...port } = p as Record<string, unknown>;
+      return port;
+    });
+  }
+  return rest;
+}
+
+function pick(source: Record<string, string> | undefined, keys: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!source) return out;
+  for (const k of keys) if (source[k] !== undefined) out[k] = source[k];
+  return out;
+}
+
+/** JSON pointer escaping (RFC 6901) for one path segment. */
+export function escapePointer(segment: string): string {
+  return segment.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+/** Operations that make the object's control annotations exactly `desired`. */
+function controlAnnotationPatch(obj: KubeObject, desired: Record<string, string>): JsonPatchOp[] {
+  const current = obj.metadata?.annotations;
+  const ops: JsonPatchOp[] = [];
+  if (!current || typeof current !== 'object') {
+    if (Object.keys(desired).length === 0) return ops;
+    if (!obj.metadata) ops.push({ op: 'add', path: '/metadata', value: {} });
+    ops.push({ op: 'add', path: '/metadata/annotations', value: { ...desired } });
+    return ops;
+  }
+  for (const key of CONTROL_ANNOTATIONS) {
+    const want = desired[key];
+    const have = current[key];
+    if (want === have) continue;
+    const path = `/metadata/annotations/${escapePointer(key)}`;
+    if (want === undefined) ops.push({ op: 'remove', path });
+    else ops.push({ op: 'add', path, value: want });
+  }
+  return ops;
+}
+
+function labelPatch(obj: KubeObject, key: string, value: string): JsonPatchOp[] {
+  const labels = obj.metadata?.labels;
+  if (!labels || typeof labels !== 'object') {
+    const ops: JsonPatchOp[] = [];
+    if (!obj.metadata) ops.push({ op: 'add', path: '/metadata', value: {} });
+    ops.push({ op: 'add', path: '/metadata/labels', value: { [key]: value } });
+    return ops;
+  }
+  return [{ op: 'add', path: `/metadata/labels/${escapePointer(key)}`, value }];
+}
