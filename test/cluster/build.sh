@@ -91,6 +91,21 @@ build_kwok() {
   GOBIN="$bin" CGO_ENABLED=0 GOFLAGS= go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 }
 
+fetch_gateway_api_crds() {
+  # The standard-channel Gateway API CRDs ship inside the Go module; the API
+  # server then validates every HTTPRoute the gatewayapi router writes.
+  local out="$cache/gateway-api-$GATEWAY_API_VERSION"
+  [ -f "$out/.done" ] && return 0
+  need_go
+  log "fetching the Gateway API $GATEWAY_API_VERSION CRDs"
+  local d
+  d=$(cd "$cache" && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+  mkdir -p "$out"
+  cp "$d"/config/crd/standard/*.yaml "$out/"
+  chmod u+w "$out"/*.yaml
+  touch "$out/.done"
+}
+
 install_prometheus() {
   [ -x /usr/bin/prometheus ] && return 0
   log "installing Prometheus from Debian's packages"
@@ -103,5 +118,6 @@ install_prometheus() {
 
 build_kubernetes
 build_kwok
+fetch_gateway_api_crds
 install_prometheus
 echo "$bin"

@@ -11,6 +11,8 @@ root=$(cd "$here/../.." && pwd)
 dir="$root/.cluster"
 # shellcheck source=ports.env
 . "$here/ports.env"
+# shellcheck source=versions.env
+. "$here/versions.env"
 log() { echo "[cluster] $*" >&2; }
 
 healthy() {
@@ -47,6 +49,9 @@ EXT
     printf 'extendedKeyUsage=clientAuth\n' > client.ext
     openssl req -newkey rsa:2048 -nodes -keyout admin.key -out admin.csr -subj "/O=system:masters/CN=admin" 2>/dev/null
     openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt -days 3650 -extfile client.ext 2>/dev/null
+    # The reconciler's own identity, so tests run it with its real, least-privilege RBAC.
+    openssl req -newkey rsa:2048 -nodes -keyout reconciler.key -out reconciler.csr -subj "/CN=canary-gate-reconciler" 2>/dev/null
+    openssl x509 -req -in reconciler.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out reconciler.crt -days 3650 -extfile client.ext 2>/dev/null
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
     rm -f ./*.csr
@@ -72,6 +77,9 @@ contexts:
   context: {cluster: canary-gate-test, user: admin}
 current-context: canary-gate-test
 EOF2
+
+sed -e "s#admin.crt#reconciler.crt#; s#admin.key#reconciler.key#; s#name: admin#name: reconciler#; s#user: admin#user: reconciler#" \
+  "$kc" > "$dir/reconciler.kubeconfig"
 
 run() { # name, then the command: runs it in the background, logs and pid under .cluster/
   local name=$1; shift
@@ -144,6 +152,9 @@ for n in 1 2 3; do
   "$dir/bin/kubectl" --kubeconfig "$kc" taint node "kwok-node-$n" node.kubernetes.io/not-ready:NoSchedule- >/dev/null 2>&1 || true
 done
 wait_for "nodes to become Ready" 60 "$dir/bin/kubectl" --kubeconfig "$kc" wait --for=condition=Ready node --all --timeout=1s
+log "installing the Gateway API $GATEWAY_API_VERSION CRDs"
+"$dir/bin/kubectl" --kubeconfig "$kc" apply --server-side --field-manager=canary-gate-cluster \
+  -f "${CANARY_GATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/canary-gate}/gateway-api-$GATEWAY_API_VERSION/" >/dev/null
 wait_for "the default ServiceAccount" 60 "$dir/bin/kubectl" --kubeconfig "$kc" -n default get serviceaccount default
 
 log "starting Prometheus on 127.0.0.1:$PROMETHEUS_PORT"

@@ -1,0 +1,67 @@
+// The CRDs on a real API server: schema validation, defaults, status
+// subresource and printer columns are the API server's, not a mock's.
+
+import assert from 'node:assert/strict';
+import { kubectl, kubectlOk } from './cluster.js';
+import { createNamespace, deleteNamespace } from './namespaces.js';
+
+function canary(name: string, analysis: Record<string, unknown>, extra: Record<string, unknown> = {}) {
+  return {
+    apiVersion: 'canarygate.dev/v1alpha1',
+    kind: 'Canary',
+    metadata: { name },
+    spec: { targetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'web' }, service: { port: 80 }, analysis, ...extra },
+  };
+}
+
+describe('CRDs on a real API server', function () {
+  let ns: string;
+  before(async () => {
+    ns = await createNamespace('crds', { enabled: false });
+  });
+  after(async () => deleteNamespace(ns));
+
+  it('accepts a valid Canary and fills in the defaults', async function () {
+    await kubectlOk(['-n', ns, 'apply', '-f', '-'], { input: JSON.stringify(canary('good', { stepWeight: 20, maxWeight: 60 })) });
+    const stored = JSON.parse(await kubectlOk(['-n', ns, 'get', 'canary', 'good', '-o', 'json'])) as {
+      spec: { provider: string; progressDeadlineSeconds: number; analysis: { interval: string; threshold: number } };
+    };
+    assert.equal(stored.spec.provider, 'kubernetes');
+    assert.equal(stored.spec.progressDeadlineSeconds, 600);
+    assert.equal(stored.spec.analysis.interval, '60s');
+    assert.equal(stored.spec.analysis.threshold, 5);
+  });
+
+  const invalid: [string, Record<string, unknown>, Record<string, unknown>, RegExp][] = [
+    ['a weight over 100', { stepWeight: 500 }, {}, /stepWeight/],
+    ['a threshold of 0', { threshold: 0 }, {}, /threshold/],
+    ['an unknown webhook type', { webhooks: [{ name: 'x', type: 'sometimes', url: 'http://x.test/' }] }, {}, /type/],
+    ['a malformed interval', { interval: 'soon' }, {}, /interval/],
+    ['an unknown router', {}, { provider: 'carrier-pigeon' }, /provider/],
+    ['an unknown field', { stepWieght: 10 }, {}, /stepWieght/],
+  ];
+  for (const [what, analysis, extra, field] of invalid) {
+    it(`rejects a Canary with ${what}, naming the field`, async function () {
+      // Strict field validation is done by the API server (kubectl only asks for it),
+      // so an unknown field is named rather than silently pruned.
+      const r = await kubectl(['-n', ns, 'apply', '--validate=strict', '-f', '-'], { input: JSON.stringify(canary('bad', analysis, extra)) });
+      assert.notEqual(r.code, 0, `the API server accepted a Canary with ${what}`);
+      assert.match(r.stderr, field);
+    });
+  }
+
+  it('shows the printer columns and serves the status subresource', async function () {
+    await kubectlOk(['-n', ns, 'apply', '-f', '-'], { input: JSON.stringify(canary('cols', {})) });
+    await kubectlOk([
+      '-n', ns, 'patch', 'canary', 'cols', '--subresource=status', '--type=merge',
+      '-p', JSON.stringify({ status: { phase: 'Progressing', canaryWeight: 30, failedChecks: 1 } }),
+    ]);
+    const table = await kubectlOk(['-n', ns, 'get', 'canary', 'cols']);
+    assert.match(table, /STATUS\s+WEIGHT\s+FAILEDCHECKS/);
+    assert.match(table, /cols\s+Progressing\s+30\s+1/);
+    // A spec write cannot change the status.
+    await kubectlOk(['-n', ns, 'patch', 'canary', 'cols', '--type=merge', '-p', JSON.stringify({ status: { phase: 'Succeeded' } })]);
+    const phase = await kubectlOk(['-n', ns, 'get', 'canary', 'cols', '-o', 'jsonpath={.status.phase}']);
+    assert.equal(phase, 'Progressing');
+  });
+});

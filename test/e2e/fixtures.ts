@@ -1,0 +1,46 @@
+// Mocha global fixtures for the end-to-end suite: one control plane and one
+// webhook for the whole run. A healthy cluster that is already running (a
+// developer's `make cluster-up`) is reused and left running; one started here
+// is stopped at the end unless KEEP_CLUSTER=1.
+
+import path from 'node:path';
+import { clusterDown, clusterUp, kubectl, kubectlOk, repoRoot } from './cluster.js';
+import { RECONCILER_USER, startWebhook, type RunningWebhook } from './webhook-process.js';
+
+let webhook: RunningWebhook | undefined;
+let startedCluster = false;
+
+async function clusterHealthy(): Promise<boolean> {
+  const r = await kubectl(['get', '--raw', '/readyz'], { timeoutMs: 5000 }).catch(() => undefined);
+  return r?.code === 0;
+}
+
+export async function mochaGlobalSetup(): Promise<void> {
+  const t0 = Date.now();
+  if (!(await clusterHealthy())) {
+    startedCluster = true;
+  }
+  await clusterUp();
+  await kubectlOk(['apply', '--server-side', '--force-conflicts', '--field-manager=canary-gate-e2e', '-k', path.join(repoRoot, 'deploy/crds')]);
+  await kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '-l', 'app.kubernetes.io/part-of=canary-gate']);
+  // The reconciler's identity in the tests: a plain user the admin impersonates.
+  await kubectlOk(['apply', '--server-side', '--force-conflicts', '--field-manager=canary-gate-e2e', '-f', '-'], {
+    input: JSON.stringify({
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name: 'canary-gate-e2e-reconciler' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' },
+      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: RECONCILER_USER }],
+    }),
+  });
+  webhook = await startWebhook({ configName: 'canary-gate-e2e', logName: 'webhook-e2e' });
+  process.env.CANARY_GATE_E2E_WEBHOOK_PORT = String(webhook.port);
+  process.env.CANARY_GATE_E2E_WEBHOOK_METRICS_PORT = String(webhook.metricsPort);
+  console.log(`[e2e] control plane and webhook ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+export async function mochaGlobalTeardown(): Promise<void> {
+  await webhook?.stop();
+  await kubectl(['delete', 'namespace', '-l', 'canarygate.dev/e2e=true', '--wait=false']).catch(() => undefined);
+  if (startedCluster && process.env.KEEP_CLUSTER !== '1') await clusterDown();
+}

@@ -1,0 +1,20 @@
+// Throwaway namespaces, so that test files can run in parallel.
+
+import { randomBytes } from 'node:crypto';
+import { NAMESPACE_ENABLED_LABEL } from '../../core/annotations.js';
+import { kubectl, kubectlOk } from './cluster.js';
+
+/** Creates a namespace `<prefix>-<random>`; opted in to canary-gate unless enabled is false. */
+export async function createNamespace(prefix: string, opts: { enabled?: boolean } = {}): Promise<string> {
+  const name = `${prefix}-${randomBytes(3).toString('hex')}`;
+  const labels: Record<string, string> = { 'canarygate.dev/e2e': 'true' };
+  if (opts.enabled !== false) labels[NAMESPACE_ENABLED_LABEL] = 'true';
+  await kubectlOk(['create', '-f', '-'], {
+    input: JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } }),
+  });
+  return name;
+}
+
+export async function deleteNamespace(name: string): Promise<void> {
+  await kubectl(['delete', 'namespace', name, '--wait=false', '--ignore-not-found']);
+}

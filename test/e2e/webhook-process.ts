@@ -1,0 +1,106 @@
+// Runs `canary-gate webhook` as a real local process with a real certificate,
+// and registers it with the API server through a MutatingWebhookConfiguration
+// whose clientConfig.url points at it.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import net from 'node:net';
+import path from 'node:path';
+import { generateCertificates } from '../../certs/generate.js';
+import { webhookConfiguration } from '../../deploy/manifests.js';
+import { cliPath, clusterDir, kubectlOk } from './cluster.js';
+import { waitFor } from './wait.js';
+
+/** The identity the tests (and the local demo) use for the reconciler. */
+export const RECONCILER_USER = 'canary-gate-reconciler';
+
+export interface RunningWebhook {
+  port: number;
+  metricsPort: number;
+  caCert: string;
+  configName: string;
+  stop(): Promise<void>;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startWebhook(opts: { configName?: string; failurePolicy?: 'Fail' | 'Ignore'; logName?: string } = {}): Promise<RunningWebhook> {
+  const configName = opts.configName ?? 'canary-gate';
+  const tlsDir = path.join(clusterDir, 'webhook-tls');
+  mkdirSync(tlsDir, { recursive: true });
+  mkdirSync(path.join(clusterDir, 'logs'), { recursive: true });
+  const bundle = generateCertificates({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+  writeFileSync(path.join(tlsDir, 'tls.crt'), bundle.cert);
+  writeFileSync(path.join(tlsDir, 'tls.key'), bundle.key, { mode: 0o600 });
+  writeFileSync(path.join(tlsDir, 'ca.crt'), bundle.caCert);
+
+  const port = await freePort();
+  const metricsPort = await freePort();
+  const logFd = openSync(path.join(clusterDir, 'logs', `${opts.logName ?? 'webhook'}.log`), 'a');
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [
+      cliPath, 'webhook',
+      '--bind-address', '127.0.0.1',
+      '--port', String(port),
+      '--metrics-port', String(metricsPort),
+      '--tls-cert', path.join(tlsDir, 'tls.crt'),
+      '--tls-key', path.join(tlsDir, 'tls.key'),
+      '--reconciler-user', RECONCILER_USER,
+    ],
+    { stdio: ['ignore', logFd, logFd] },
+  );
+  let exited = false;
+  child.on('exit', () => (exited = true));
+
+  await waitFor('the webhook to answer /readyz over TLS', async () => {
+    if (exited) throw new Error('the webhook process exited; see .cluster/logs');
+    return (await httpsStatus(`https://127.0.0.1:${port}/readyz`, bundle.caCert)) === 200;
+  }, { timeoutMs: 20_000 });
+
+  const config = webhookConfiguration({
+    name: configName,
+    url: `https://127.0.0.1:${port}/mutate`,
+    caBundle: Buffer.from(bundle.caCert).toString('base64'),
+    failurePolicy: opts.failurePolicy ?? 'Fail',
+  });
+  await kubectlOk(['apply', '--server-side', '--force-conflicts', '--field-manager=canary-gate-e2e', '-f', '-'], { input: JSON.stringify(config) });
+
+  return {
+    port,
+    metricsPort,
+    caCert: bundle.caCert,
+    configName,
+    async stop() {
+      await kubectlOk(['delete', 'mutatingwebhookconfiguration', configName, '--ignore-not-found', '--wait=false']).catch(() => undefined);
+      if (!exited) {
+        const done = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await Promise.race([done, new Promise((r) => setTimeout(r, 5000))]);
+        if (!exited) child.kill('SIGKILL');
+      }
+    },
+  };
+}
+
+function httpsStatus(url: string, ca: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = https.get(url, { ca, timeout: 2000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+  });
+}
