@@ -1,0 +1,566 @@
+// The rollout state machine as one pure function: given what the reconciler
+// observed (from informer caches) and the time, it returns the next status,
+// the effects to apply and when to look again. No I/O happens here.
+//
+// Checks (webhook gates, metric queries) are I/O, so a step that needs them is
+// two calls: the first returns `checks` (what to run); the caller runs them and
+// calls again with `results`. Everything the machine needs to resume after a
+// crash is in the status it returns: nothing is kept in memory between calls.
+
+import type { CanaryPhase, CanaryStatus, Condition, MetricStatus, WebhookType } from '../core/api/types.js';
+import type { ResolvedAnalysis } from './analysis-config.js';
+
+/** Status fields the state machine keeps so that a restarted process resumes exactly. */
+export interface RolloutStatus extends CanaryStatus {
+  /** When the current revision's run started (progress deadline). */
+  progressStartedAt?: string;
+  /** When the last analysis step ran; the next is due an interval later. */
+  lastStepTime?: string;
+  /** The revision that was rolled back; not retried until a new revision or `retry`. */
+  failedRevision?: string;
+  /** pre-rollout gates passed for the current revision. */
+  preRolloutPassed?: boolean;
+  /** A revision that went live without analysis (webhook bypassed). */
+  bypassedRevision?: string;
+}
+
+/** What the reconciler saw of the target (the user's Deployment or Service). */
+export interface TargetView {
+  exists: boolean;
+  /** Carries the managed label. */
+  managed: boolean;
+  /** Revision of the live pod template (Service spec). */
+  liveRevision: string;
+  /** Revision held by the webhook, if any (annotation canarygate.dev/pending-revision). */
+  pendingRevision?: string;
+  /** The live object has rolled out completely (always true for a Service). */
+  ready: boolean;
+  /** Replicas of the live Deployment (spec.replicas), 0 for a Service. */
+  replicas: number;
+}
+
+/** What the reconciler saw of `<name>-canary`. */
+export interface CanaryCopyView {
+  exists: boolean;
+  /** Revision label of the copy. */
+  revision?: string;
+  /** Desired replicas of the copy. */
+  replicas: number;
+  /** All desired replicas are updated and ready (a Service copy: it exists). */
+  ready: boolean;
+  readyReplicas: number;
+}
+
+/** Commands given by the CLI (`canary-gate promote|abort|retry|pause|resume`). */
+export interface Commands {
+  /** Skip the remaining steps of this revision and promote it (after checks pass). */
+  promote?: string;
+  /** Roll this revision back now. */
+  abort?: string;
+  /** Start the failed revision again. */
+  retry?: string;
+}
+
+export interface Observed {
+  now: number;
+  generation: number;
+  deleting: boolean;
+  /** The Canary carries the reconciler's finalizer. */
+  hasFinalizer: boolean;
+  analysis: ResolvedAnalysis;
+  status: RolloutStatus;
+  target: TargetView;
+  copy: CanaryCopyView;
+  /** Canary weight the router has in force now (0 when all traffic goes to the primary). */
+  routedWeight: number;
+  commands: Commands;
+}
+
+/** One check's outcome, as the caller ran it. */
+export interface CheckResult {
+  name: string;
+  kind: 'gate' | 'metric';
+  gateType?: WebhookType;
+  passed: boolean;
+  /** Metric checks that found no data and whose policy is "hold": neither pass nor fail. */
+  held?: boolean;
+  message: string;
+  metric?: MetricStatus;
+}
+
+/**
+ * The checks the machine asks the caller to run in one round: the webhook
+ * gates of the listed types, and the metric checks when `metrics` is true.
+ * Confirmation gates that wait are never counted as failed checks.
+ */
+export interface CheckRequest {
+  gates: WebhookType[];
+  metrics: boolean;
+}
+
+export type Effect =
+  | { type: 'add-finalizer' }
+  | { type: 'remove-finalizer' }
+  | { type: 'adopt-target' }
+  | { type: 'release-target' }
+  | { type: 'ensure-router' }
+  | { type: 'remove-router' }
+  /** Create or update `<name>-canary` from the pending spec, with `weight` (router decides the size). */
+  | { type: 'ensure-canary-copy'; revision: string; weight: number }
+  /** Traffic split; 0 sends everything to the primary. */
+  | { type: 'set-weight'; weight: number; revision: string }
+  | { type: 'scale-canary-to-zero' }
+  | { type: 'delete-canary-copy' }
+  /** One write: live spec := pending spec and pending annotations removed, if the pending revision is still `revision`. */
+  | { type: 'promote-target'; revision: string }
+  | { type: 'run-gates'; gateType: 'post-rollout' }
+  | { type: 'clear-command'; command: keyof Commands };
+
+export interface Event {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
+
+export interface Transition {
+  status: RolloutStatus;
+  effects: Effect[];
+  events: Event[];
+  /** Checks to run before the step can be decided; call again with their results. */
+  checks?: CheckRequest;
+  /** Look again at this time at the latest (events may bring it sooner). */
+  requeueAt?: number;
+}
+
+const POLL_MS = 2000;
+
+export function transition(obs: Observed, results?: CheckResult[]): Transition {
+  const m = new Machine(obs);
+  m.run(results);
+  return m.result();
+}
+
+class Machine {
+  private status: RolloutStatus;
+  private effects: Effect[] = [];
+  private events: Event[] = [];
+  private checks?: CheckRequest;
+  private requeueAt?: number;
+
+  constructor(private readonly obs: Observed) {
+    this.status = { ...obs.status };
+  }
+
+  result(): Transition {
+    const t: Transition = { status: this.status, effects: this.effects, events: this.events };
+    if (this.checks) t.checks = this.checks;
+    if (this.requeueAt !== undefined) t.requeueAt = this.requeueAt;
+    return t;
+  }
+
+  run(results?: CheckResult[]): void {
+    const { obs } = this;
+    this.status.observedGeneration = obs.generation;
+    if (obs.deleting) return this.terminate();
+    if (!obs.target.exists) {
+      this.setPhase(this.status.phase ?? 'Initializing', `target not found; waiting for it to be created`);
+      return this.requeue(10_000);
+    }
+    if (obs.analysis.suspend) {
+      this.status.message = 'suspended: spec.suspend is true';
+      return;
+    }
+    const phase = this.status.phase;
+    if (!phase || phase === 'Initializing' || !obs.target.managed) return this.initialize();
+    if (!obs.hasFinalizer) this.effects.push({ type: 'add-finalizer' });
+    switch (phase) {
+      case 'Initialized':
+      case 'Succeeded':
+      case 'Failed':
+      case 'Terminating':
+        return this.idle(results);
+      case 'Waiting':
+        return this.waiting(results);
+      case 'Progressing':
+      case 'WaitingPromotion':
+        return this.progressing(results);
+      case 'Promoting':
+        return this.promoting(results);
+      case 'Finalising':
+        return this.finalise();
+    }
+  }
+
+  // ------------------------------------------------------------ lifecycle
+
+  private initialize(): void {
+    this.effects.push({ type: 'add-finalizer' }, { type: 'adopt-target' }, { type: 'ensure-router' });
+    const first = !this.status.phase || this.status.phase === 'Initializing';
+    if (first) {
+      this.status.lastPromotedRevision = this.obs.target.liveRevision;
+      this.setPhase('Initialized', `adopted; revision ${this.obs.target.liveRevision} is live`);
+      this.setPromoted('True', 'Initialized', 'the live spec is the promoted one');
+      this.event('Normal', 'Initialized', `target adopted; revision ${this.obs.target.liveRevision} is live`);
+    } else {
+      this.event('Warning', 'Readopted', 'the managed label was missing from the target; put it back');
+    }
+  }
+
+  private terminate(): void {
+    if (this.status.phase !== 'Terminating') {
+      this.setPhase('Terminating', 'the Canary is being deleted: traffic back to the primary');
+      this.event('Normal', 'Terminating', 'routing all traffic to the primary and removing companions');
+    }
+    this.effects.push(
+      { type: 'set-weight', weight: 0, revision: this.status.pendingRevision ?? '' },
+      { type: 'delete-canary-copy' },
+      { type: 'remove-router' },
+      { type: 'release-target' },
+      { type: 'remove-finalizer' },
+    );
+  }
+
+  /** No rollout running: start one when a new revision is pending. */
+  private idle(results?: CheckResult[]): void {
+    const { target, commands } = this.obs;
+    const pending = target.pendingRevision;
+    // Re-assert the idle state: after a crash between a status write and its
+    // effects, this is what finishes a rollback, a cancel or a promotion.
+    if (this.obs.routedWeight > 0) this.effects.push({ type: 'set-weight', weight: 0, revision: this.status.pendingRevision ?? '' });
+    if (this.obs.copy.exists && this.obs.copy.replicas > 0) this.effects.push({ type: 'scale-canary-to-zero' });
+    if (!pending) {
+      this.noteBypass();
+      return;
+    }
+    if (this.status.phase === 'Failed' && pending === this.status.failedRevision) {
+      if (commands.retry !== pending) return; // a failed revision waits for a new one or an explicit retry
+      this.effects.push({ type: 'clear-command', command: 'retry' });
+      this.event('Normal', 'Retry', `retrying revision ${pending} on request`);
+    }
+    this.start(pending, results);
+  }
+
+  private start(revision: string, results?: CheckResult[]): void {
+    const a = this.obs.analysis;
+    if (a.gates['confirm-rollout'].length > 0) {
+      if (!results) {
+        this.checks = { gates: ['confirm-rollout'], metrics: false };
+        return;
+      }
+      const waiting = results.filter((r) => !r.passed);
+      if (waiting.length > 0) {
+        this.status.pendingRevision = revision;
+        this.status.lastStepTime = iso(this.obs.now);
+        this.setPhase('Waiting', `waiting for approval: ${waiting.map((r) => r.message).join('; ')}`);
+        this.setPromoted('Unknown', 'Waiting', `revision ${revision} waits for confirm-rollout`);
+        this.event('Normal', 'Waiting', `revision ${revision} waits for confirm-rollout: ${waiting[0]?.message}`);
+        return this.requeue(a.intervalMs);
+      }
+    }
+    this.status.pendingRevision = revision;
+    this.status.lastAppliedRevision = revision;
+    // A no-mesh canary serves from its first ready Pod, so its weight starts at the first step.
+    this.status.canaryWeight = this.firstCopyWeight();
+    this.status.failedChecks = 0;
+    this.status.iterations = 0;
+    this.status.progressStartedAt = iso(this.obs.now);
+    delete this.status.lastStepTime;
+    delete this.status.failedRevision;
+    delete this.status.preRolloutPassed;
+    this.status.metrics = [];
+    this.setPhase('Progressing', `starting revision ${revision}`);
+    this.setPromoted('Unknown', 'Progressing', `revision ${revision} is being analysed`);
+    this.event('Normal', 'Started', `new revision ${revision} detected; starting ${a.strategy} analysis`);
+    this.effects.push({ type: 'set-weight', weight: 0, revision }, { type: 'ensure-canary-copy', revision, weight: this.firstCopyWeight() });
+    this.requeue(POLL_MS);
+  }
+
+  /** The weight the canary copy is first sized for: a no-mesh canary starts at its first step. */
+  private firstCopyWeight(): number {
+    const a = this.obs.analysis;
+    return a.strategy === 'canary' && a.router === 'kubernetes' ? (a.weights[0] ?? 0) : 0;
+  }
+
+  private waiting(results?: CheckResult[]): void {
+    const pending = this.obs.target.pendingRevision;
+    if (!pending) return this.cancel();
+    if (this.obs.commands.abort === pending) {
+      this.effects.push({ type: 'clear-command', command: 'abort' });
+      return this.rollback('Aborted', 'aborted on request');
+    }
+    if (!results && !this.due()) return;
+    this.status.lastStepTime = results ? iso(this.obs.now) : this.status.lastStepTime;
+    this.start(pending, results);
+  }
+
+  private progressing(results?: CheckResult[]): void {
+    const { obs } = this;
+    const a = obs.analysis;
+    const pending = obs.target.pendingRevision;
+    const revision = this.status.pendingRevision ?? '';
+    if (!pending) {
+      // Already live: a promotion this status did not record (it cannot be a withdrawal).
+      if (obs.target.liveRevision === revision) return this.finalise();
+      return this.cancel();
+    }
+    if (pending !== revision) {
+      this.event('Normal', 'Restarted', `revision ${pending} replaces ${revision}; analysis restarts from zero weight`);
+      return this.start(pending, results);
+    }
+    if (obs.commands.abort === revision) {
+      this.effects.push({ type: 'clear-command', command: 'abort' });
+      return this.rollback('Aborted', 'aborted on request');
+    }
+
+    // Desired state, re-asserted every time (the executor writes only on a
+    // difference): a crash between a status write and its effects heals here.
+    this.effects.push(
+      { type: 'ensure-canary-copy', revision, weight: this.currentCopyWeight() },
+      { type: 'set-weight', weight: this.status.canaryWeight ?? 0, revision },
+    );
+    // The deadline runs from the last step that changed something, not from the
+    // start of the run: a long, healthy canary must not time out.
+    const started = Math.max(Date.parse(this.status.progressStartedAt ?? '') || 0, Date.parse(this.status.lastStepTime ?? '') || 0) || obs.now;
+    // A copy scaled to zero (after a rollback of the same revision) is not ready, whatever its status says.
+    const copyReady = obs.copy.exists && obs.copy.revision === revision && obs.copy.ready && obs.copy.replicas > 0;
+    if (!copyReady || !obs.target.ready) {
+      if (obs.now - started > a.progressDeadlineMs) {
+        const what = !copyReady ? 'the canary copy' : 'the primary';
+        return this.rollback('ProgressDeadlineExceeded', `${what} did not become ready within ${a.progressDeadlineMs / 1000}s`);
+      }
+      this.status.message = !copyReady ? 'waiting for the canary copy to be ready' : 'waiting for the primary to be ready';
+      return this.requeue(POLL_MS);
+    }
+    if (!results && !this.due()) return;
+    if (a.skipAnalysis) {
+      this.event('Normal', 'AnalysisSkipped', 'spec.skipAnalysis is true: promoting without analysis');
+      return this.beginPromotion();
+    }
+
+    const final = this.atFinalStep();
+    if (!results) {
+      const gates: WebhookType[] = ['rollback', 'rollout'];
+      if (!this.status.preRolloutPassed) gates.unshift('pre-rollout');
+      if (final) gates.push('confirm-promotion');
+      else if (a.strategy === 'canary') gates.push('confirm-traffic-increase');
+      this.checks = { gates: gates.filter((g) => a.gates[g].length > 0), metrics: a.hasMetrics };
+      if (this.checks.gates.length === 0 && !this.checks.metrics) delete this.checks;
+      else return;
+    }
+    const all = results ?? [];
+    this.status.lastStepTime = iso(obs.now);
+    this.requeue(a.intervalMs);
+    this.recordMetrics(all);
+
+    const rollbackGate = all.find((r) => r.gateType === 'rollback' && r.passed);
+    if (rollbackGate) return this.rollback('RollbackGate', `rollback gate ${rollbackGate.name} asked for a rollback`);
+
+    const analysed = all.filter((r) => r.gateType === undefined || r.gateType === 'pre-rollout' || r.gateType === 'rollout');
+    const failed = analysed.filter((r) => !r.passed && !r.held);
+    if (failed.length > 0) {
+      this.status.failedChecks = (this.status.failedChecks ?? 0) + 1;
+      const why = failed.map((r) => r.message).join('; ');
+      this.event('Warning', 'CheckFailed', `check failed (${this.status.failedChecks}/${a.threshold}): ${why}`);
+      if (this.status.failedChecks >= a.threshold) return this.rollback('FailedChecks', `${this.status.failedChecks} failed checks: ${why}`);
+      this.status.message = `check failed: ${why}`;
+      return;
+    }
+    if (analysed.some((r) => r.gateType === 'pre-rollout')) this.status.preRolloutPassed = true;
+    const held = analysed.filter((r) => r.held);
+    if (held.length > 0) {
+      this.status.message = `holding: ${held.map((r) => r.message).join('; ')}`;
+      this.event('Normal', 'Holding', this.status.message);
+      return;
+    }
+    const waiting = (type: WebhookType) => all.filter((r) => r.gateType === type && !r.passed);
+    if (!final) {
+      const notYet = waiting('confirm-traffic-increase');
+      if (notYet.length > 0) {
+        this.status.message = `waiting for confirm-traffic-increase: ${notYet.map((r) => r.message).join('; ')}`;
+        return;
+      }
+      return this.advance();
+    }
+    const notConfirmed = waiting('confirm-promotion');
+    if (notConfirmed.length > 0) {
+      if (this.status.phase !== 'WaitingPromotion') {
+        this.setPhase('WaitingPromotion', `waiting for confirm-promotion: ${notConfirmed.map((r) => r.message).join('; ')}`);
+        this.event('Normal', 'WaitingPromotion', `${this.status.pendingRevision} passed analysis and waits for confirm-promotion`);
+      }
+      return;
+    }
+    if (this.obs.commands.promote === this.status.pendingRevision) {
+      this.effects.push({ type: 'clear-command', command: 'promote' });
+      this.event('Normal', 'PromoteRequested', `promoting ${this.status.pendingRevision} on request; remaining steps skipped`);
+    }
+    this.beginPromotion();
+  }
+
+  /** True when a passing step now leads to promotion rather than another step. */
+  private atFinalStep(): boolean {
+    const a = this.obs.analysis;
+    if (this.obs.commands.promote === this.status.pendingRevision) return true;
+    if (a.strategy === 'canary') return (this.status.canaryWeight ?? 0) >= a.maxWeight;
+    return (this.status.iterations ?? 0) + 1 >= a.iterations;
+  }
+
+  /** Checks passed this interval and more steps remain: one step forward. */
+  private advance(): void {
+    const a = this.obs.analysis;
+    const revision = this.status.pendingRevision ?? '';
+    if (a.strategy === 'canary') {
+      const weight = this.status.canaryWeight ?? 0;
+      const next = a.weights.find((w) => w > weight) ?? a.maxWeight;
+      this.status.canaryWeight = next;
+      this.effects.push({ type: 'ensure-canary-copy', revision, weight: next }, { type: 'set-weight', weight: next, revision });
+      this.setPhase('Progressing', `weight ${next}/${a.maxWeight}`);
+      this.event('Normal', 'WeightAdvanced', `advance ${revision} canary weight to ${next}`);
+      return;
+    }
+    const iterations = (this.status.iterations ?? 0) + 1;
+    this.status.iterations = iterations;
+    this.setPhase('Progressing', `iteration ${iterations}/${a.iterations}`);
+    this.event('Normal', 'Iteration', `${revision}: iteration ${iterations}/${a.iterations} passed`);
+  }
+
+  private beginPromotion(): void {
+    const revision = this.status.pendingRevision ?? '';
+    this.setPhase('Promoting', `promoting ${revision} to the primary`);
+    this.event('Normal', 'Promoting', `copying revision ${revision} to the live object`);
+    this.effects.push({ type: 'promote-target', revision });
+    this.requeue(POLL_MS);
+  }
+
+  private promoting(results?: CheckResult[]): void {
+    const { target } = this.obs;
+    const revision = this.status.pendingRevision ?? '';
+    if (target.liveRevision !== revision) {
+      if (target.pendingRevision !== revision) {
+        // The change was withdrawn or replaced before the promotion write landed.
+        if (!target.pendingRevision) return this.cancel();
+        return this.start(target.pendingRevision, results);
+      }
+      this.effects.push({ type: 'promote-target', revision });
+      return this.requeue(POLL_MS);
+    }
+    if (!target.ready) {
+      const started = Date.parse(this.status.lastTransitionTime ?? '') || this.obs.now;
+      if (this.obs.now - started > this.obs.analysis.progressDeadlineMs) {
+        // The promoted spec is live and cannot be undone by routing; say so loudly.
+        this.event('Warning', 'PrimaryNotReady', `the primary did not become ready with ${revision} within the progress deadline; the canary keeps serving`);
+      }
+      this.status.message = 'waiting for the primary to roll out the promoted spec';
+      return this.requeue(POLL_MS);
+    }
+    this.setPhase('Finalising', 'routing all traffic back to the primary');
+    this.finalise();
+  }
+
+  private finalise(): void {
+    const revision = this.status.pendingRevision ?? '';
+    this.effects.push({ type: 'set-weight', weight: 0, revision }, { type: 'scale-canary-to-zero' }, { type: 'run-gates', gateType: 'post-rollout' });
+    this.status.canaryWeight = 0;
+    this.status.lastPromotedRevision = revision;
+    delete this.status.pendingRevision;
+    this.setPhase('Succeeded', `revision ${revision} promoted`);
+    this.setPromoted('True', 'Succeeded', `revision ${revision} promoted`);
+    this.event('Normal', 'Succeeded', `promotion of ${revision} completed`);
+  }
+
+  private rollback(reason: string, why: string): void {
+    const revision = this.status.pendingRevision ?? this.obs.target.pendingRevision ?? '';
+    this.effects.push({ type: 'set-weight', weight: 0, revision }, { type: 'scale-canary-to-zero' }, { type: 'run-gates', gateType: 'post-rollout' });
+    this.status.canaryWeight = 0;
+    this.status.failedRevision = revision;
+    delete this.status.pendingRevision;
+    this.setPhase('Failed', `revision ${revision} rolled back: ${why}`);
+    this.setPromoted('False', reason, `revision ${revision} rolled back: ${why}`);
+    this.event('Warning', 'RolledBack', `rolling back ${revision}: ${why}`);
+  }
+
+  /** The pending revision was withdrawn (the user went back to the stable spec). */
+  private cancel(): void {
+    const revision = this.status.pendingRevision ?? '';
+    this.effects.push({ type: 'set-weight', weight: 0, revision }, { type: 'scale-canary-to-zero' });
+    this.status.canaryWeight = 0;
+    delete this.status.pendingRevision;
+    this.setPhase('Initialized', `rollout of ${revision} cancelled: the pending revision was withdrawn`);
+    this.setPromoted('True', 'Cancelled', `the stable revision ${this.obs.target.liveRevision} is live`);
+    this.event('Normal', 'Cancelled', `pending revision ${revision} withdrawn; traffic back to the primary`);
+  }
+
+  /** The live spec changed with no pending revision: the webhook was bypassed. */
+  private noteBypass(): void {
+    const live = this.obs.target.liveRevision;
+    const promoted = this.status.lastPromotedRevision;
+    if (!promoted || live === promoted) return;
+    this.status.lastPromotedRevision = live;
+    this.status.bypassedRevision = live;
+    this.event('Warning', 'WebhookBypassed', `the live spec changed to ${live} without analysis (was ${promoted}): the admission webhook was bypassed or down`);
+    this.setCondition('Bypassed', 'True', 'LiveSpecChanged', `revision ${live} went live without analysis`);
+  }
+
+  // ------------------------------------------------------------ helpers
+
+  private currentCopyWeight(): number {
+    const a = this.obs.analysis;
+    if (a.strategy !== 'canary') return 0;
+    const w = this.status.canaryWeight ?? 0;
+    return a.router === 'kubernetes' ? Math.max(w, a.weights[0] ?? 0) : w;
+  }
+
+  private due(): boolean {
+    const last = Date.parse(this.status.lastStepTime ?? '');
+    if (Number.isNaN(last)) return true;
+    const at = last + this.obs.analysis.intervalMs;
+    if (this.obs.now >= at) return true;
+    this.requeueAt = at;
+    return false;
+  }
+
+  private requeue(ms: number): void {
+    const at = this.obs.now + ms;
+    if (this.requeueAt === undefined || at < this.requeueAt) this.requeueAt = at;
+  }
+
+  private setPhase(phase: CanaryPhase, message: string): void {
+    if (this.status.phase !== phase) this.status.lastTransitionTime = iso(this.obs.now);
+    this.status.phase = phase;
+    this.status.message = message;
+  }
+
+  private setPromoted(status: Condition['status'], reason: string, message: string): void {
+    this.setCondition('Promoted', status, reason, message);
+  }
+
+  private setCondition(type: string, status: Condition['status'], reason: string, message: string): void {
+    const conditions = [...(this.status.conditions ?? [])];
+    const i = conditions.findIndex((c) => c.type === type);
+    const prev = i >= 0 ? conditions[i] : undefined;
+    const next: Condition = {
+      type,
+      status,
+      reason,
+      message,
+      observedGeneration: this.obs.generation,
+      lastTransitionTime: prev && prev.status === status ? prev.lastTransitionTime : iso(this.obs.now),
+    };
+    if (i >= 0) conditions[i] = next;
+    else conditions.push(next);
+    this.status.conditions = conditions;
+  }
+
+  private recordMetrics(results: CheckResult[]): void {
+    const byName = new Map((this.status.metrics ?? []).map((m) => [m.name, m]));
+    for (const r of results) if (r.metric) byName.set(r.metric.name, r.metric);
+    this.status.metrics = [...byName.values()];
+  }
+
+  private event(type: Event['type'], reason: string, message: string): void {
+    this.events.push({ type, reason, message });
+  }
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
