@@ -13,6 +13,7 @@ export interface Command {
 
 const commands: Record<string, () => Promise<{ command: Command }>> = {
   webhook: () => import('../webhook/command.js'),
+  reconciler: () => import('../reconciler/command.js'),
   certs: () => import('../certs/command.js'),
   manifests: () => import('../deploy/command.js'),
 };

@@ -147,7 +147,8 @@ export function reconcilerClusterRole(): V1ClusterRole {
     { apiGroups: [''], resources: ['services'], verbs: RW },
     { apiGroups: ['autoscaling'], resources: ['horizontalpodautoscalers'], verbs: RW },
     { apiGroups: ['gateway.networking.k8s.io'], resources: ['httproutes'], verbs: RW },
-    { apiGroups: [GROUP], resources: ['canaries'], verbs: ['get', 'list', 'watch', 'update', 'patch'] },
+    // create: a Deployment in an opted-in namespace gets a Canary from the defaults.
+    { apiGroups: [GROUP], resources: ['canaries'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch'] },
     { apiGroups: [GROUP], resources: ['metrictemplates', 'alertproviders'], verbs: ['get', 'list', 'watch'] },
     {
       apiGroups: [GROUP],
@@ -156,6 +157,9 @@ export function reconcilerClusterRole(): V1ClusterRole {
     },
     { apiGroups: [GROUP], resources: ['canaries/finalizers'], verbs: ['update'] },
     { apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list', 'watch'] },
+    // Namespace defaults for generated Canaries (ConfigMaps labelled canarygate.dev/defaults=true;
+    // RBAC cannot restrict a watch to a label, so this is read access to ConfigMaps).
+    { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch'] },
     { apiGroups: [''], resources: ['secrets'], verbs: ['get'] },
     { apiGroups: ['', 'events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
   ];

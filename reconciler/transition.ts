@@ -201,9 +201,9 @@ class Machine {
       this.setPhase('Initialized', `adopted; revision ${this.obs.target.liveRevision} is live`);
       this.setPromoted('True', 'Initialized', 'the live spec is the promoted one');
       this.event('Normal', 'Initialized', `target adopted; revision ${this.obs.target.liveRevision} is live`);
-    } else {
-      this.event('Warning', 'Readopted', 'the managed label was missing from the target; put it back');
     }
+    // Otherwise the label is missing from what the cache shows: usually our own
+    // adoption write not seen yet; the effect is a no-op once it is.
   }
 
   private terminate(): void {

@@ -16,7 +16,7 @@ dir="$root/.cluster"
 log() { echo "[cluster] $*" >&2; }
 
 healthy() {
-  [ -f "$dir/kubeconfig" ] && [ -x "$dir/bin/kubectl" ] &&
+  [ -f "$dir/kubeconfig" ] && [ -f "$dir/reconciler.kubeconfig" ] && [ -x "$dir/bin/kubectl" ] &&
     "$dir/bin/kubectl" --kubeconfig "$dir/kubeconfig" --request-timeout=3s get --raw /readyz >/dev/null 2>&1
 }
 if healthy && [ "$(cat "$dir/nodes-ready" 2>/dev/null)" = yes ]; then
@@ -49,12 +49,18 @@ EXT
     printf 'extendedKeyUsage=clientAuth\n' > client.ext
     openssl req -newkey rsa:2048 -nodes -keyout admin.key -out admin.csr -subj "/O=system:masters/CN=admin" 2>/dev/null
     openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt -days 3650 -extfile client.ext 2>/dev/null
-    # The reconciler's own identity, so tests run it with its real, least-privilege RBAC.
-    openssl req -newkey rsa:2048 -nodes -keyout reconciler.key -out reconciler.csr -subj "/CN=canary-gate-reconciler" 2>/dev/null
-    openssl x509 -req -in reconciler.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out reconciler.crt -days 3650 -extfile client.ext 2>/dev/null
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
     rm -f ./*.csr
+  )
+fi
+if [ ! -f "$pki/reconciler.crt" ]; then
+  # The reconciler's own identity, so tests run it with its real, least-privilege RBAC.
+  (
+    cd "$pki"
+    openssl req -newkey rsa:2048 -nodes -keyout reconciler.key -out reconciler.csr -subj "/CN=canary-gate-reconciler" 2>/dev/null
+    openssl x509 -req -in reconciler.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out reconciler.crt -days 3650 -extfile client.ext 2>/dev/null
+    rm -f reconciler.csr
   )
 fi
 

@@ -5,7 +5,7 @@
 
 import path from 'node:path';
 import { clusterDown, clusterUp, kubectl, kubectlOk, repoRoot } from './cluster.js';
-import { RECONCILER_USER, startWebhook, type RunningWebhook } from './webhook-process.js';
+import { RECONCILER_USER, reconcilerRbacForUser, startWebhook, type RunningWebhook } from './webhook-process.js';
 
 let webhook: RunningWebhook | undefined;
 let startedCluster = false;
@@ -23,15 +23,10 @@ export async function mochaGlobalSetup(): Promise<void> {
   await clusterUp();
   await kubectlOk(['apply', '--server-side', '--force-conflicts', '--field-manager=canary-gate-e2e', '-k', path.join(repoRoot, 'deploy/crds')]);
   await kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '-l', 'app.kubernetes.io/part-of=canary-gate']);
-  // The reconciler's identity in the tests: a plain user the admin impersonates.
+  // The reconciler's identity in the tests is a client certificate user bound
+  // to the same least-privilege roles the install ships (deploy/manifests.ts).
   await kubectlOk(['apply', '--server-side', '--force-conflicts', '--field-manager=canary-gate-e2e', '-f', '-'], {
-    input: JSON.stringify({
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRoleBinding',
-      metadata: { name: 'canary-gate-e2e-reconciler' },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' },
-      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: RECONCILER_USER }],
-    }),
+    input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: reconcilerRbacForUser(RECONCILER_USER) }),
   });
   webhook = await startWebhook({ configName: 'canary-gate-e2e', logName: 'webhook-e2e' });
   process.env.CANARY_GATE_E2E_WEBHOOK_PORT = String(webhook.port);

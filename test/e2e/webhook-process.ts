@@ -8,7 +8,7 @@ import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import { generateCertificates } from '../../certs/generate.js';
-import { webhookConfiguration } from '../../deploy/manifests.js';
+import { reconcilerClusterRole, reconcilerLeaderElectionRole, SYSTEM_NAMESPACE, webhookConfiguration } from '../../deploy/manifests.js';
 import { cliPath, clusterDir, kubectlOk } from './cluster.js';
 import { waitFor } from './wait.js';
 
@@ -74,6 +74,7 @@ export async function startWebhook(opts: { configName?: string; failurePolicy?: 
     url: `https://127.0.0.1:${port}/mutate`,
     caBundle: Buffer.from(bundle.caCert).toString('base64'),
     failurePolicy: opts.failurePolicy ?? 'Fail',
+    reconcilerUser: RECONCILER_USER,
   });
   await kubectlOk(['apply', '--server-side', '--force-conflicts', '--field-manager=canary-gate-e2e', '-f', '-'], { input: JSON.stringify(config) });
 
@@ -103,4 +104,30 @@ function httpsStatus(url: string, ca: string): Promise<number> {
     req.on('error', reject);
     req.on('timeout', () => req.destroy(new Error('timeout')));
   });
+}
+
+/** The shipped reconciler roles, bound to a plain user instead of the in-cluster ServiceAccount. */
+export function reconcilerRbacForUser(user: string): object[] {
+  const clusterRole = reconcilerClusterRole();
+  const leaseRole = reconcilerLeaderElectionRole();
+  const subject = { apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user };
+  return [
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: SYSTEM_NAMESPACE } },
+    clusterRole,
+    leaseRole,
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name: 'canary-gate-e2e-reconciler' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: clusterRole.metadata?.name },
+      subjects: [subject],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'canary-gate-e2e-reconciler-leader-election', namespace: SYSTEM_NAMESPACE },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: leaseRole.metadata?.name },
+      subjects: [subject],
+    },
+  ];
 }

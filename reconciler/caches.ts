@@ -1,0 +1,28 @@
+// The read side of the reconciler: everything it looks at comes from these
+// caches, which informers keep current. Nothing here calls the API server.
+
+import type * as k8s from '@kubernetes/client-node';
+import type { Canary } from '../core/api/types.js';
+
+export interface ObjectCache<T> {
+  get(namespace: string, name: string): T | undefined;
+  list(namespace?: string): T[];
+}
+
+export interface HttpRoute {
+  apiVersion: string;
+  kind: 'HTTPRoute';
+  metadata: k8s.V1ObjectMeta;
+  spec: Record<string, unknown>;
+}
+
+export interface Caches {
+  canaries: ObjectCache<Canary>;
+  deployments: ObjectCache<k8s.V1Deployment>;
+  services: ObjectCache<k8s.V1Service>;
+  namespaces: ObjectCache<k8s.V1Namespace>;
+  hpas: ObjectCache<k8s.V2HorizontalPodAutoscaler>;
+  httpRoutes: ObjectCache<HttpRoute>;
+  /** ConfigMaps labelled canarygate.dev/defaults=true: a namespace's Canary defaults. */
+  defaults: ObjectCache<k8s.V1ConfigMap>;
+}

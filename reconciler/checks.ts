@@ -1,0 +1,44 @@
+// Runs the checks the state machine asks for: webhook gates and metric
+// checks. Metric providers plug in through MetricChecker.
+
+import type { Canary, CanaryMetric, CanaryStatus } from '../core/api/types.js';
+import { runGates } from './gates.js';
+import type { CheckRequest, CheckResult } from './transition.js';
+
+/** One metric provider family behind one small interface (Prometheus, Datadog, ...). */
+export interface MetricChecker {
+  check(canary: Canary, metric: CanaryMetric): Promise<CheckResult>;
+}
+
+/**
+ * Used until a provider is configured: a metric that cannot be evaluated is
+ * a failed check, never a pass, so nothing unanalysed is promoted.
+ */
+export const unavailableMetrics: MetricChecker = {
+  async check(_canary, metric) {
+    return {
+      name: metric.name,
+      kind: 'metric',
+      passed: false,
+      message: `metric ${metric.name}: no metric provider can evaluate it in this reconciler`,
+      metric: { name: metric.name, checkedAt: new Date().toISOString(), result: 'error' },
+    };
+  },
+};
+
+export async function runChecks(canary: Canary, status: CanaryStatus, request: CheckRequest, metrics: MetricChecker): Promise<CheckResult[]> {
+  const hooks = (canary.spec.analysis?.webhooks ?? []).filter((h) => request.gates.includes(h.type ?? 'rollout'));
+  const payload = {
+    name: canary.metadata.name ?? '',
+    namespace: canary.metadata.namespace ?? '',
+    phase: status.phase ?? 'Initializing',
+    revision: status.pendingRevision ?? '',
+    canaryWeight: status.canaryWeight ?? 0,
+    iterations: status.iterations ?? 0,
+    failedChecks: status.failedChecks ?? 0,
+  };
+  const gateResults = runGates(hooks, payload);
+  const metricResults = request.metrics ? Promise.all((canary.spec.analysis?.metrics ?? []).map((m) => metrics.check(canary, m))) : Promise.resolve([]);
+  const [g, m] = await Promise.all([gateResults, metricResults]);
+  return [...g, ...m];
+}

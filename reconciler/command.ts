@@ -1,0 +1,228 @@
+// `canary-gate reconciler`: the process that runs canaries. Informers keep
+// their caches warm on every replica; only the leader processes the queue and
+// writes. A replica that loses its lease exits at once (its writes are already
+// fenced by the leadership check before each write) and is restarted as a
+// candidate, the simplest way to never act on a stale term.
+
+import http from 'node:http';
+import os from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import * as k8s from '@kubernetes/client-node';
+import { pino } from 'pino';
+import type { Command } from '../core/cli.js';
+import type { Canary, CanarySpec } from '../core/api/types.js';
+import { CONTENT_TYPE, Registry } from '../core/metrics.js';
+import { Reconciler } from './controller.js';
+import { EventRecorder } from './kit/events.js';
+import { LeaderElector } from './kit/leader.js';
+
+const help = `Usage: canary-gate reconciler [flags]
+
+Runs canaries: adopts the targets of Canary objects (and every Deployment in
+namespaces labelled canarygate.dev/enabled=true), turns each pending revision
+into a canary copy, shifts traffic step by step, runs gates and metric checks,
+then promotes the change to the live object or rolls it back.
+
+Flags:
+  --kubeconfig FILE        kubeconfig to use (default: $KUBECONFIG, then in-cluster)
+  --leader-elect           elect a leader on a coordination.k8s.io Lease; only the leader acts
+  --lease-name NAME        Lease name (default canary-gate-reconciler)
+  --lease-namespace NS     Lease namespace (default $POD_NAMESPACE or canary-gate-system)
+  --lease-duration SECONDS lease duration (default 15)
+  --identity ID            leader-election identity (default $POD_NAME or the host name, plus a random suffix)
+  --namespace NS           watch and act in this namespace only (default: all namespaces)
+  --workers N              canaries reconciled in parallel (default 4)
+  --defaults FILE          YAML/JSON partial Canary spec used for Canaries created in opted-in namespaces
+  --relist-interval SECONDS  full relist of every informer (default 300)
+  --http-port N            plain-HTTP port for /healthz, /readyz and /metrics (default 8081, 0 = any)
+  --bind-address ADDR      address of the HTTP port (default 0.0.0.0)
+  --log-level LEVEL        trace, debug, info, warn, error (default info)
+  -h, --help               this text
+`;
+
+export interface ReconcilerProcessOptions {
+  kubeconfig?: string;
+  namespace?: string;
+  leaderElect: boolean;
+  leaseName: string;
+  leaseNamespace: string;
+  leaseDurationSeconds: number;
+  identity: string;
+  workers: number;
+  defaults: Partial<CanarySpec>;
+  relistIntervalMs: number;
+  httpPort: number;
+  bindAddress: string;
+  logLevel: string;
+}
+
+export function parseReconcilerArgs(argv: string[]): ReconcilerProcessOptions {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      kubeconfig: { type: 'string' },
+      'leader-elect': { type: 'boolean', default: false },
+      'lease-name': { type: 'string', default: 'canary-gate-reconciler' },
+      'lease-namespace': { type: 'string' },
+      'lease-duration': { type: 'string', default: '15' },
+      identity: { type: 'string' },
+      workers: { type: 'string', default: '4' },
+      namespace: { type: 'string' },
+      defaults: { type: 'string' },
+      'relist-interval': { type: 'string', default: '300' },
+      'http-port': { type: 'string', default: '8081' },
+      'bind-address': { type: 'string', default: '0.0.0.0' },
+      'log-level': { type: 'string', default: 'info' },
+    },
+  });
+  const int = (flag: string, v: string, min: number) => {
+    if (!/^\d+$/.test(v) || Number(v) < min) throw new UsageError(`--${flag} must be a whole number >= ${min}, got "${v}"`);
+    return Number(v);
+  };
+  let defaults: Partial<CanarySpec> = {};
+  if (values.defaults) {
+    let parsed: unknown;
+    try {
+      parsed = k8s.loadYaml(readFileSync(values.defaults, 'utf8'));
+    } catch (err) {
+      throw new UsageError(`--defaults ${values.defaults}: ${(err as Error).message}`);
+    }
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new UsageError(`--defaults ${values.defaults}: not a mapping of Canary spec fields`);
+    defaults = parsed as Partial<CanarySpec>;
+  }
+  const levels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+  if (!levels.includes(values['log-level'] as string)) throw new UsageError(`--log-level must be one of ${levels.join(', ')}`);
+  const opts: ReconcilerProcessOptions = {
+    leaderElect: values['leader-elect'] as boolean,
+    leaseName: values['lease-name'] as string,
+    leaseNamespace: (values['lease-namespace'] as string | undefined) ?? process.env.POD_NAMESPACE ?? 'canary-gate-system',
+    leaseDurationSeconds: int('lease-duration', values['lease-duration'] as string, 1),
+    identity: (values.identity as string | undefined) ?? `${process.env.POD_NAME ?? os.hostname()}-${randomBytes(3).toString('hex')}`,
+    workers: int('workers', values.workers as string, 1),
+    defaults,
+    relistIntervalMs: int('relist-interval', values['relist-interval'] as string, 0) * 1000,
+    httpPort: int('http-port', values['http-port'] as string, 0),
+    bindAddress: values['bind-address'] as string,
+    logLevel: values['log-level'] as string,
+  };
+  if (values.kubeconfig) opts.kubeconfig = values.kubeconfig as string;
+  if (values.namespace) opts.namespace = values.namespace as string;
+  return opts;
+}
+
+class UsageError extends Error {}
+
+export async function runReconciler(opts: ReconcilerProcessOptions): Promise<number> {
+  const log = pino({ level: opts.logLevel, base: { component: 'reconciler', identity: opts.identity } });
+  const kc = new k8s.KubeConfig();
+  if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
+  else kc.loadFromDefault();
+
+  const registry = new Registry();
+  const events = new EventRecorder({ kubeConfig: kc, reportingInstance: opts.identity, logger: log });
+  let leading = !opts.leaderElect;
+  const reconciler = new Reconciler({
+    kubeConfig: kc,
+    logger: log,
+    workers: opts.workers,
+    defaults: opts.defaults,
+    relistIntervalMs: opts.relistIntervalMs,
+    isLeader: () => leading,
+    events: {
+      record: (canary: Canary, type, reason, message) => void events.event(canary as never, type, reason, message),
+    },
+    registry,
+    ...(opts.namespace ? { namespace: opts.namespace } : {}),
+  });
+
+  let ready = false;
+  const server = http.createServer((req, res) => {
+    if (req.url === '/healthz') return void res.writeHead(200).end('ok');
+    if (req.url === '/readyz') return void res.writeHead(ready ? 200 : 503).end(ready ? 'ok' : 'caches not synced');
+    if (req.url === '/metrics') {
+      reconciler.collectMetrics();
+      return void res.writeHead(200, { 'content-type': CONTENT_TYPE }).end(registry.expose());
+    }
+    res.writeHead(404).end('not found');
+  });
+  await new Promise<void>((resolve) => server.listen(opts.httpPort, opts.bindAddress, resolve));
+  const port = (server.address() as { port: number }).port;
+  log.info({ port }, 'serving /healthz, /readyz and /metrics');
+
+  const stopping = new AbortController();
+  let exitCode = 0;
+  const shutdown = async (code: number, why: string) => {
+    if (stopping.signal.aborted) return;
+    exitCode = code;
+    log.info({ why }, 'shutting down');
+    stopping.abort();
+    leading = false;
+    await elector?.stop();
+    await reconciler.stop();
+    await events.flush();
+    server.close();
+  };
+  process.once('SIGTERM', () => void shutdown(0, 'SIGTERM'));
+  process.once('SIGINT', () => void shutdown(0, 'SIGINT'));
+
+  await reconciler.startInformers(stopping.signal);
+  ready = true;
+  log.info('caches synced');
+
+  let elector: LeaderElector | undefined;
+  if (opts.leaderElect) {
+    elector = new LeaderElector({
+      kubeConfig: kc,
+      name: opts.leaseName,
+      namespace: opts.leaseNamespace,
+      identity: opts.identity,
+      leaseDurationSeconds: opts.leaseDurationSeconds,
+      renewDeadlineMs: Math.max(1000, Math.round(opts.leaseDurationSeconds * 1000 * (2 / 3))),
+      retryPeriodMs: Math.max(200, Math.round((opts.leaseDurationSeconds * 1000) / 7)),
+      logger: log,
+      onStartedLeading: (signal) => {
+        leading = true;
+        log.info('became the leader');
+        signal.addEventListener('abort', () => {
+          leading = false;
+        });
+        reconciler.startWorkers();
+      },
+      onStoppedLeading: () => {
+        leading = false;
+        if (!stopping.signal.aborted) {
+          log.error('lost the leader lease; exiting so a fresh candidate takes over');
+          void shutdown(1, 'lost leadership');
+        }
+      },
+    });
+    registry.gauge('canary_gate_reconciler_leader', 'Whether this replica is the leader (1) or a candidate (0).').set(0);
+    elector.start();
+  } else {
+    reconciler.startWorkers();
+  }
+
+  await new Promise<void>((resolve) => stopping.signal.addEventListener('abort', () => resolve(), { once: true }));
+  // Give shutdown() a moment to finish its awaits.
+  await new Promise((r) => setTimeout(r, 10));
+  return exitCode;
+}
+
+export const command: Command = {
+  summary: 'run the reconciler (canary copies, traffic steps, checks, promotion)',
+  help,
+  async run(argv) {
+    let opts: ReconcilerProcessOptions;
+    try {
+      opts = parseReconcilerArgs(argv);
+    } catch (err) {
+      console.error(`canary-gate reconciler: ${(err as Error).message}\n\n${help}`);
+      return 2;
+    }
+    return runReconciler(opts);
+  },
+};

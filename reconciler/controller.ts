@@ -1,0 +1,427 @@
+// The reconciler: informers feed a work queue keyed by the Canary's
+// namespace/name; one sync reads the caches, asks the pure state machine
+// (transition.ts) for the next step, runs the checks it asks for, writes the
+// status (intent first) and then applies the effects.
+
+import { performance } from 'node:perf_hooks';
+import * as k8s from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { Registry, type Gauge, type Histogram } from '../core/metrics.js';
+import { MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, SKIP_LABEL, TRUE } from '../core/annotations.js';
+import type { Canary, CanarySpec } from '../core/api/types.js';
+import type { Caches, HttpRoute } from './caches.js';
+import { runChecks, unavailableMetrics, type MetricChecker } from './checks.js';
+import { sendEvent, runGates } from './gates.js';
+import { applyEffect, NotLeaderError, writeCounter, type EffectClients, type EffectContext } from './effects.js';
+import { ResilientInformer, type KubeObject } from './kit/informer.js';
+import { WorkQueue } from './kit/queue.js';
+import { canaryName } from './copy.js';
+import { observe, REVISION_LABEL } from './observe.js';
+import { KubernetesRouter } from './routers/kubernetes.js';
+import { GatewayApiRouter } from './routers/gatewayapi.js';
+import type { Router, RouterContext } from './routers/router.js';
+import { transition, type Transition } from './transition.js';
+import { defaultCanaryFor, DEFAULTS_LABEL } from './defaults.js';
+
+export interface EventSink {
+  record(canary: Canary, type: 'Normal' | 'Warning', reason: string, message: string): void;
+}
+
+export interface ReconcilerOptions {
+  kubeConfig: k8s.KubeConfig;
+  logger: Logger;
+  workers?: number;
+  /** Spec defaults for Canaries created for Deployments in opted-in namespaces. */
+  defaults?: Partial<CanarySpec>;
+  metrics?: MetricChecker;
+  events: EventSink;
+  /** True while this process may write; checked before every write. */
+  isLeader: () => boolean;
+  /** Full relist period of the informers. */
+  relistIntervalMs?: number;
+  registry?: Registry;
+  /** Watch and act in this namespace only (default: all namespaces). */
+  namespace?: string;
+}
+
+const GROUP = 'canarygate.dev';
+const VERSION = 'v1alpha1';
+
+export class Reconciler {
+  readonly queue: WorkQueue;
+  readonly caches: Caches;
+  private readonly informers: ResilientInformer<KubeObject>[] = [];
+  private readonly api: EffectClients;
+  private readonly routers: Record<string, Router>;
+  private readonly log: Logger;
+  /** target "ns/Kind/name" -> Canary keys that name it. */
+  private readonly byTarget = new Map<string, Set<string>>();
+  /** resourceVersion of the last status this process wrote, per Canary key. */
+  private readonly lastWritten = new Map<string, string>();
+  private running?: Promise<void>;
+  private readonly m: ReturnType<typeof reconcilerMetrics>;
+
+  constructor(private readonly opts: ReconcilerOptions) {
+    this.log = opts.logger;
+    this.m = reconcilerMetrics(opts.registry ?? new Registry());
+    const kc = opts.kubeConfig;
+    this.api = {
+      apps: kc.makeApiClient(k8s.AppsV1Api),
+      core: kc.makeApiClient(k8s.CoreV1Api),
+      custom: kc.makeApiClient(k8s.CustomObjectsApi),
+      autoscaling: kc.makeApiClient(k8s.AutoscalingV2Api),
+    };
+    const scope = opts.namespace;
+    const informer = <T extends KubeObject>(path: string, name: string, labelSelector?: string, fieldSelector?: string) => {
+      // /apis/G/V/R -> /apis/G/V/namespaces/NS/R when scoped to one namespace
+      const scoped = scope && name !== 'namespaces' ? path.replace(/\/([a-z]+)$/, `/namespaces/${scope}/$1`) : path;
+      const inf = new ResilientInformer<T>({
+        kubeConfig: kc,
+        path: scoped,
+        name,
+        ...(fieldSelector ? { fieldSelector } : {}),
+        logger: this.log,
+        ...(labelSelector ? { labelSelector } : {}),
+        ...(opts.relistIntervalMs !== undefined ? { relistIntervalMs: opts.relistIntervalMs } : {}),
+      });
+      this.informers.push(inf as unknown as ResilientInformer<KubeObject>);
+      return inf;
+    };
+    const cache = <T extends KubeObject>(inf: ResilientInformer<T>) => ({
+      get: (ns: string, n: string) => inf.get(ns, n),
+      list: (ns?: string) => (ns === undefined ? inf.list() : inf.listNamespace(ns)),
+    });
+    const canaries = informer<Canary & KubeObject>(`/apis/${GROUP}/${VERSION}/canaries`, 'canaries');
+    const deployments = informer<k8s.V1Deployment & KubeObject>('/apis/apps/v1/deployments', 'deployments');
+    const services = informer<k8s.V1Service & KubeObject>('/api/v1/services', 'services');
+    const namespaces = informer<k8s.V1Namespace & KubeObject>('/api/v1/namespaces', 'namespaces', undefined, scope ? `metadata.name=${scope}` : undefined);
+    const hpas = informer<k8s.V2HorizontalPodAutoscaler & KubeObject>('/apis/autoscaling/v2/horizontalpodautoscalers', 'hpas');
+    const httpRoutes = informer<HttpRoute & KubeObject>('/apis/gateway.networking.k8s.io/v1/httproutes', 'httproutes');
+    const defaults = informer<k8s.V1ConfigMap & KubeObject>('/api/v1/configmaps', 'defaults', `${DEFAULTS_LABEL}=true`);
+    this.caches = {
+      canaries: cache(canaries),
+      deployments: cache(deployments),
+      services: cache(services),
+      namespaces: cache(namespaces),
+      hpas: cache(hpas),
+      httpRoutes: cache(httpRoutes),
+      defaults: cache(defaults),
+    };
+    this.routers = {
+      kubernetes: new KubernetesRouter({ core: this.api.core, caches: this.caches }),
+      gatewayapi: new GatewayApiRouter({ core: this.api.core, custom: this.api.custom, caches: this.caches }),
+    };
+    this.queue = new WorkQueue({
+      name: 'canaries',
+      onError: (key, err, retries) => {
+        if (err instanceof NotLeaderError) return;
+        this.log.warn({ canary: key, retries, err: errorMessage(err) }, 'sync failed; retrying with backoff');
+      },
+    });
+
+    canaries.on('add', (c) => this.onCanary(c));
+    canaries.on('update', (c, old) => {
+      this.unindex(old);
+      this.onCanary(c);
+    });
+    canaries.on('delete', (c) => {
+      this.unindex(c);
+      this.lastWritten.delete(keyOf(c));
+    });
+    onAny(deployments, (d) => this.onWorkload('Deployment', d));
+    onAny(services, (s) => this.onWorkload('Service', s));
+    onAny(httpRoutes, (r) => this.enqueueNamespace(r.metadata?.namespace ?? ''));
+    onAny(hpas, (h) => this.enqueueNamespace(h.metadata?.namespace ?? ''));
+    namespaces.on('update', (ns, old) => {
+      if (ns.metadata?.labels?.[NAMESPACE_ENABLED_LABEL] !== old.metadata?.labels?.[NAMESPACE_ENABLED_LABEL]) {
+        for (const d of this.caches.deployments.list(ns.metadata?.name)) this.onWorkload('Deployment', d as KubeObject);
+      }
+    });
+    namespaces.on('add', (ns) => {
+      for (const d of this.caches.deployments.list(ns.metadata?.name)) this.onWorkload('Deployment', d as KubeObject);
+    });
+  }
+
+  /** Starts the informers; resolves once their caches are filled. */
+  async startInformers(signal?: AbortSignal): Promise<void> {
+    for (const inf of this.informers) inf.start();
+    await Promise.all(this.informers.map((inf) => inf.waitForSync(signal)));
+  }
+
+  /** Starts processing (call when leading). */
+  startWorkers(): void {
+    if (this.running) return;
+    this.running = this.queue.run((key) => this.sync(key), this.opts.workers ?? 4);
+    for (const c of this.caches.canaries.list()) this.queue.add(keyOf(c as KubeObject));
+    for (const d of this.caches.deployments.list()) this.onWorkload('Deployment', d as KubeObject);
+  }
+
+  async stop(): Promise<void> {
+    await this.queue.shutDown();
+    await Promise.all(this.informers.map((inf) => inf.stop()));
+  }
+
+  informerHealth() {
+    return this.informers.map((i) => i.health());
+  }
+
+  /** Refreshes the gauges from the caches; called at scrape time, so syncs pay nothing. */
+  collectMetrics(): void {
+    const { m } = this;
+    m.weight.reset();
+    m.phase.reset();
+    m.failedChecks.reset();
+    for (const c of this.caches.canaries.list()) {
+      const ns = c.metadata.namespace ?? '';
+      const name = c.metadata.name ?? '';
+      m.weight.labels(ns, name).set(c.status?.canaryWeight ?? 0);
+      m.failedChecks.labels(ns, name).set(c.status?.failedChecks ?? 0);
+      m.phase.labels(ns, name, c.status?.phase ?? 'Initializing').set(1);
+    }
+    for (const h of this.informerHealth()) {
+      m.informerSynced.labels(h.name).set(h.synced ? 1 : 0);
+      m.informerRestarts.labels(h.name).set(h.restarts);
+      m.informerObjects.labels(h.name).set(h.objects);
+      m.informerLastEvent.labels(h.name).set(h.lastEventTime ? h.lastEventTime / 1000 : 0);
+    }
+    const q = this.queue.stats();
+    m.queueDepth.set(q.depth);
+    m.apiWrites.set(writeCounter.writes);
+  }
+
+  // ------------------------------------------------------------ event routing
+
+  private onCanary(c: Canary): void {
+    const key = keyOf(c as KubeObject);
+    const ref = c.spec?.targetRef;
+    if (ref) {
+      const t = targetKey(c.metadata.namespace ?? '', ref.kind, ref.name);
+      let set = this.byTarget.get(t);
+      if (!set) this.byTarget.set(t, (set = new Set()));
+      set.add(key);
+    }
+    this.queue.add(key);
+  }
+
+  private unindex(c: Canary): void {
+    const ref = c.spec?.targetRef;
+    if (!ref) return;
+    const t = targetKey(c.metadata.namespace ?? '', ref.kind, ref.name);
+    this.byTarget.get(t)?.delete(keyOf(c as KubeObject));
+  }
+
+  private onWorkload(kind: 'Deployment' | 'Service', obj: KubeObject): void {
+    const ns = obj.metadata?.namespace ?? '';
+    const name = obj.metadata?.name ?? '';
+    const labels = (obj.metadata as k8s.V1ObjectMeta | undefined)?.labels ?? {};
+    // A canary copy: its owner Canary wants to know about readiness changes.
+    const revisionOwner = labels[REVISION_LABEL] !== undefined ? name.replace(/-canary$/, '') : undefined;
+    const candidates = [targetKey(ns, kind, name)];
+    if (revisionOwner) candidates.push(targetKey(ns, kind, revisionOwner));
+    let matched = false;
+    for (const t of candidates) {
+      for (const key of this.byTarget.get(t) ?? []) {
+        this.queue.add(key);
+        matched = true;
+      }
+    }
+    if (kind === 'Service') {
+      // Apex or router Services of a Deployment target carry other names; look them up cheaply by namespace.
+      if (!matched && (name.endsWith('-primary') || name.endsWith('-canary'))) this.enqueueNamespace(ns);
+      return;
+    }
+    if (matched || revisionOwner || !this.opts.isLeader()) return;
+    this.maybeCreateCanary(obj as k8s.V1Deployment);
+  }
+
+  private enqueueNamespace(ns: string): void {
+    for (const c of this.caches.canaries.list(ns)) this.queue.add(keyOf(c as KubeObject));
+  }
+
+  /** One namespace label opts every Deployment in: each gets a Canary from the defaults. */
+  private maybeCreateCanary(d: k8s.V1Deployment): void {
+    const ns = d.metadata?.namespace ?? '';
+    const namespace = this.caches.namespaces.get('', ns);
+    if (namespace?.metadata?.labels?.[NAMESPACE_ENABLED_LABEL] !== TRUE) return;
+    if (d.metadata?.labels?.[SKIP_LABEL] === TRUE || d.metadata?.deletionTimestamp) return;
+    if ((d.metadata?.ownerReferences ?? []).some((o) => o.apiVersion?.startsWith(`${GROUP}/`))) return;
+    const name = d.metadata?.name ?? '';
+    if (this.caches.canaries.get(ns, name)) return; // a Canary of that name exists for another target
+    const body = defaultCanaryFor(d, this.opts.defaults ?? {}, this.caches.defaults.list(ns));
+    if (!this.opts.isLeader()) return;
+    this.api.custom
+      .createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'canaries', body, fieldManager: 'canary-gate-reconciler' })
+      .then(
+        () => this.log.info({ namespace: ns, deployment: name }, 'created a Canary from the namespace defaults'),
+        (err: unknown) => {
+          if ((err as { code?: number }).code !== 409) this.log.warn({ namespace: ns, deployment: name, err: errorMessage(err) }, 'could not create a Canary');
+        },
+      );
+  }
+
+  // ------------------------------------------------------------ sync
+
+  /** Reconciles one Canary. Returns when to look again. */
+  async sync(key: string): Promise<{ requeueAfterMs?: number } | void> {
+    if (!this.opts.isLeader()) return;
+    const t0 = performance.now();
+    try {
+      return await this.syncOnce(key);
+    } finally {
+      this.m.syncDuration.observe((performance.now() - t0) / 1000);
+    }
+  }
+
+  private async syncOnce(key: string): Promise<{ requeueAfterMs?: number } | void> {
+    const [ns, name] = splitKey(key);
+    const canary = this.caches.canaries.get(ns, name);
+    if (!canary) return;
+    // Our own last status write may not have reached the cache yet; acting on
+    // the older status could repeat a step. Wait for the cache to catch up.
+    const written = this.lastWritten.get(key);
+    if (written && olderThan(canary.metadata.resourceVersion, written)) return { requeueAfterMs: 50 };
+
+    const router = this.routers[canary.spec.provider ?? 'kubernetes'] ?? this.routers.kubernetes!;
+    const routerContext = this.routerContext(canary);
+    const now = Date.now();
+    const seen = observe(canary, this.caches, now, router.getWeights(routerContext).canary);
+    if (seen.pendingError) this.opts.events.record(canary, 'Warning', 'InvalidPendingRevision', seen.pendingError);
+
+    let t: Transition = transition(seen.observed);
+    if (t.checks) {
+      const results = await runChecks(canary, seen.observed.status, t.checks, this.opts.metrics ?? unavailableMetrics);
+      t = transition({ ...seen.observed, now: Date.now() }, results);
+    }
+
+    // Intent first: the status says what is being done before it is done, so
+    // that a process killed in between resumes the same step.
+    await this.writeStatus(key, canary, t);
+    const ctx: EffectContext = {
+      canary,
+      router,
+      routerContext,
+      ...(seen.target ? { target: seen.target } : {}),
+      ...(seen.copy ? { copy: seen.copy } : {}),
+      runPostRollout: async () => {
+        const hooks = (canary.spec.analysis?.webhooks ?? []).filter((h) => h.type === 'post-rollout');
+        if (hooks.length) await runGates(hooks, eventPayload(canary, t));
+      },
+      assertLeader: () => {
+        if (!this.opts.isLeader()) throw new NotLeaderError('not the leader');
+      },
+    };
+    const copyHpa = this.caches.hpas.get(ns, canaryName(canary.spec.targetRef.name));
+    if (copyHpa) ctx.copyHpa = copyHpa;
+    for (const effect of t.effects) await applyEffect(effect, ctx, this.api);
+    for (const e of t.events) {
+      this.opts.events.record(canary, e.type, e.reason, e.message);
+      this.log.info({ canary: key, reason: e.reason, phase: t.status.phase, weight: t.status.canaryWeight }, e.message);
+      for (const hook of (canary.spec.analysis?.webhooks ?? []).filter((h) => h.type === 'event')) {
+        void sendEvent(hook, { ...eventPayload(canary, t), reason: e.reason, message: e.message });
+      }
+    }
+    if (t.requeueAt !== undefined) return { requeueAfterMs: Math.max(0, t.requeueAt - Date.now()) };
+  }
+
+  private routerContext(canary: Canary): RouterContext {
+    const ns = canary.metadata.namespace ?? '';
+    const ref = canary.spec.targetRef;
+    const ctx: RouterContext = { canary, namespace: ns };
+    const serviceName = canary.spec.service?.name ?? ref.name;
+    if (ref.kind === 'Deployment') {
+      const target = this.caches.deployments.get(ns, ref.name);
+      if (target) ctx.target = target;
+      const copy = this.caches.deployments.get(ns, canaryName(ref.name));
+      if (copy) ctx.copy = copy;
+    } else {
+      const svc = this.caches.services.get(ns, ref.name);
+      if (svc) ctx.targetService = svc;
+    }
+    const service = this.caches.services.get(ns, serviceName);
+    if (service) ctx.service = service;
+    return ctx;
+  }
+
+  private async writeStatus(key: string, canary: Canary, t: Transition): Promise<void> {
+    if (JSON.stringify(canary.status ?? {}) === JSON.stringify(t.status)) return;
+    if (!this.opts.isLeader()) throw new NotLeaderError('not the leader');
+    const [ns, name] = splitKey(key);
+    // resourceVersion makes a write based on a stale read fail with 409
+    // instead of overwriting; the key is then retried on fresh caches.
+    const res = (await this.api.custom.patchNamespacedCustomObjectStatus(
+      { group: GROUP, version: VERSION, namespace: ns, plural: 'canaries', name, body: { metadata: { resourceVersion: canary.metadata.resourceVersion }, status: withNulls(canary.status ?? {}, t.status) } },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    )) as Canary;
+    if (res?.metadata?.resourceVersion) this.lastWritten.set(key, res.metadata.resourceVersion);
+  }
+}
+
+/** A merge patch replaces maps key by key: fields dropped from the status must be sent as null. */
+function withNulls(before: object, after: object): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...after };
+  for (const k of Object.keys(before)) if (!(k in after)) out[k] = null;
+  return out;
+}
+
+function eventPayload(canary: Canary, t: Transition) {
+  return {
+    name: canary.metadata.name ?? '',
+    namespace: canary.metadata.namespace ?? '',
+    phase: t.status.phase ?? '',
+    revision: t.status.pendingRevision ?? t.status.lastPromotedRevision ?? '',
+    canaryWeight: t.status.canaryWeight ?? 0,
+    iterations: t.status.iterations ?? 0,
+    failedChecks: t.status.failedChecks ?? 0,
+  };
+}
+
+function onAny<T extends KubeObject>(inf: ResilientInformer<T>, handler: (obj: T) => void): void {
+  inf.on('add', handler);
+  inf.on('update', (obj) => handler(obj));
+  inf.on('delete', (obj) => handler(obj));
+}
+
+function keyOf(obj: KubeObject): string {
+  return `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
+}
+
+function splitKey(key: string): [string, string] {
+  const i = key.indexOf('/');
+  return [key.slice(0, i), key.slice(i + 1)];
+}
+
+function targetKey(ns: string, kind: string, name: string): string {
+  return `${ns}/${kind}/${name}`;
+}
+
+/** resourceVersions are opaque, but etcd-backed ones are integers; if not, assume caught up. */
+function olderThan(a: string | undefined, b: string): boolean {
+  if (!a || !/^\d+$/.test(a) || !/^\d+$/.test(b)) return false;
+  return BigInt(a) < BigInt(b);
+}
+
+export function errorMessage(err: unknown): string {
+  if (err && typeof err === 'object' && 'body' in err) {
+    const body = (err as { body?: unknown }).body;
+    if (typeof body === 'string') return body.slice(0, 300);
+    if (body && typeof body === 'object' && 'message' in body) return String((body as { message: unknown }).message);
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+export { MANAGED_LABEL };
+
+function reconcilerMetrics(r: Registry) {
+  return {
+    weight: r.gauge('canary_gate_canary_weight', 'Canary traffic weight in percent, per Canary.', ['namespace', 'name']) as Gauge,
+    phase: r.gauge('canary_gate_canary_phase', 'The phase of each Canary (1 for the current phase).', ['namespace', 'name', 'phase']) as Gauge,
+    failedChecks: r.gauge('canary_gate_canary_failed_checks', 'Failed checks of the current run, per Canary.', ['namespace', 'name']) as Gauge,
+    syncDuration: r.histogram('canary_gate_reconciler_sync_duration_seconds', 'Time one sync of one Canary takes, checks included.') as Histogram,
+    queueDepth: r.gauge('canary_gate_reconciler_queue_depth', 'Canaries waiting for a worker.') as Gauge,
+    apiWrites: r.gauge('canary_gate_reconciler_api_writes', 'API writes made by effects since start.') as Gauge,
+    informerSynced: r.gauge('canary_gate_informer_synced', 'Whether an informer has filled its cache.', ['informer']) as Gauge,
+    informerRestarts: r.gauge('canary_gate_informer_watch_restarts', 'Watch restarts of an informer since start.', ['informer']) as Gauge,
+    informerObjects: r.gauge('canary_gate_informer_objects', 'Objects in an informer cache.', ['informer']) as Gauge,
+    informerLastEvent: r.gauge('canary_gate_informer_last_event_timestamp_seconds', 'Unix time of the last watch event or bookmark of an informer.', ['informer']) as Gauge,
+  };
+}

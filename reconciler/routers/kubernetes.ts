@@ -1,0 +1,305 @@
+// The `kubernetes` router: no mesh, no gateway. The canary copy's Pods keep
+// the user's Pod labels, so the user's own Service selects them next to the
+// primary's, and kube-proxy spreads requests over all ready endpoints: the
+// canary's share of the traffic is its share of the ready Pods. A weight is
+// therefore realised by the copy's size (canaryReplicas), which the
+// reconciler sets through the `ensure-canary-copy` effect; setWeight has
+// nothing to write.
+//
+// Blue/green and A/B (analysis.iterations > 0) shift no traffic: the copy
+// must not get any user request. Its selector labels are renamed
+// (app=web -> app=web-canary) so the user's Service no longer selects it,
+// and a Service `<svc>-canary` selecting the renamed labels lets load tests
+// and webhooks reach it.
+//
+// A Service target (blue/green only) has a Service as its copy, built by
+// copy.ts; this router has nothing to do for it.
+
+import * as k8s from '@kubernetes/client-node';
+import type { Canary } from '../../core/api/types.js';
+import type { ObjectCache } from '../caches.js';
+import {
+  CANARY_ROLE,
+  CANARY_SUFFIX,
+  ROLE_LABEL,
+  apexServiceName,
+  buildRouterService,
+  createdByCanaryGate,
+  mergeRouterService,
+  ownedBy,
+  renameSelectorLabels,
+  routerServiceNeedsUpdate,
+  routerServicePorts,
+  selectorKeys,
+} from '../copy.js';
+import type { Router, RouterContext, Weights } from './router.js';
+
+/** Field manager of every write the routers make. */
+export const FIELD_MANAGER = 'canary-gate';
+
+/** A percentage of traffic below which a split counts as reached: getWeights reports whole percents. */
+const WEIGHT_TOLERANCE = 0.005;
+
+/** True for the progressive (weighted) strategy; false for blue/green and A/B (analysis.iterations > 0). */
+export function isTrafficShifting(canary: Canary): boolean {
+  return !((canary.spec.analysis?.iterations ?? 0) > 0);
+}
+
+/**
+ * Size of a canary copy whose ready Pods carry `weight` percent of the
+ * requests next to `primary` ready Pods: the smallest n >= 1 with
+ * n / (n + primary) >= weight/100 (less half a percent, so that 20% of 4 is
+ * 1 and not 2), capped at nine times the primary (90%) and at 100 Pods.
+ * Weight 0 needs no Pod.
+ */
+export function replicasForWeight(weight: number, primary: number): number {
+  if (!(weight > 0)) return 0;
+  const p = Math.max(0, Math.floor(primary));
+  const cap = Math.min(100, Math.max(1, p * 9));
+  if (p === 0) return 1;
+  if (weight >= 100) return cap;
+  const share = weight / 100 - WEIGHT_TOLERANCE;
+  const n = Math.ceil((p * share) / (1 - share) - 1e-9);
+  return Math.min(cap, Math.max(1, n));
+}
+
+/** The split that ready Pods give: the canary's share of all ready Pods, in whole percent. */
+export function weightsFromReadyPods(primaryReady: number, canaryReady: number): Weights {
+  const p = Math.max(0, primaryReady);
+  const c = Math.max(0, canaryReady);
+  if (c === 0 || p + c === 0) return { primary: 100, canary: 0 };
+  const canary = Math.round((100 * c) / (p + c));
+  return { primary: 100 - canary, canary };
+}
+
+/** The labels that select the primary's Pods: the target's matchLabels, else the user's Service selector. */
+export function primarySelector(ctx: RouterContext): Record<string, string> {
+  const fromTarget = ctx.target?.spec?.selector?.matchLabels ?? {};
+  if (Object.keys(fromTarget).length > 0) return { ...fromTarget };
+  const fromService = ctx.service?.spec?.selector ?? {};
+  if (Object.keys(fromService).length > 0) return { ...fromService };
+  throw new Error(
+    `cannot tell the primary's Pods apart: Deployment ${ctx.target?.metadata?.name ?? ctx.canary.spec.targetRef.name} has no selector.matchLabels and the Service has no selector`,
+  );
+}
+
+/** Selector of a router's `<svc>-canary` Service: the primary's selector with renamed values, plus role=canary. */
+export function canaryServiceSelector(ctx: RouterContext): Record<string, string> {
+  const renamed = renameSelectorLabels(primarySelector(ctx), selectorKeys(ctx.target, ctx.service));
+  return { ...renamed, [ROLE_LABEL]: CANARY_ROLE };
+}
+
+/** The router's `<svc>-canary` Service (blue/green and A/B with this router; every canary with gatewayapi). */
+export function buildCanaryRouterService(ctx: RouterContext): k8s.V1Service {
+  const svc = apexServiceName(ctx.canary);
+  return buildRouterService({
+    name: `${svc}${CANARY_SUFFIX}`,
+    namespace: ctx.namespace,
+    selector: canaryServiceSelector(ctx),
+    ports: routerServicePorts(ctx.canary.spec.service, ctx.service),
+    canary: ctx.canary,
+    ...(ctx.canary.spec.service?.canary ? { overrides: ctx.canary.spec.service.canary } : {}),
+  });
+}
+
+// ------------------------------------------------------------------ API helpers shared by the routers
+
+export function statusCode(err: unknown): number | undefined {
+  if (err && typeof err === 'object' && 'code' in err) {
+    const code = (err as { code: unknown }).code;
+    if (typeof code === 'number') return code;
+  }
+  return undefined;
+}
+
+/** The newer of two copies of one object, by resourceVersion (an informer cache may lag behind our own write). */
+export function freshest<T extends { metadata?: k8s.V1ObjectMeta }>(a: T | undefined, b: T | undefined): T | undefined {
+  if (!a) return b;
+  if (!b) return a;
+  const ra = a.metadata?.resourceVersion ?? '';
+  const rb = b.metadata?.resourceVersion ?? '';
+  if (a.metadata?.uid && b.metadata?.uid && a.metadata.uid !== b.metadata.uid) return a; // recreated: trust the cache
+  if (/^\d+$/.test(ra) && /^\d+$/.test(rb)) return BigInt(ra) >= BigInt(rb) ? a : b;
+  return a;
+}
+
+/**
+ * The object as this process should see it: the cache, unless our own later
+ * write (or delete) has not reached it yet.
+ */
+export function latest<T extends { metadata?: k8s.V1ObjectMeta }>(cached: T | undefined, mine: T | { deletedUid: string } | undefined): T | undefined {
+  if (mine && 'deletedUid' in mine) {
+    if (!cached || cached.metadata?.uid === mine.deletedUid) return undefined;
+    return cached;
+  }
+  return freshest(cached, mine);
+}
+
+export const MAX_CONFLICT_RETRIES = 5;
+
+export interface ServiceStoreOptions {
+  core: k8s.CoreV1Api;
+  /** Informer cache of Services; without one every read is a GET. */
+  services?: ObjectCache<k8s.V1Service>;
+}
+
+/**
+ * Creates, updates and deletes the Services a router owns. Reads come from
+ * the informer cache (or the last write, if newer); a write happens only
+ * when the fields the router owns differ, with the read resourceVersion as
+ * a precondition.
+ */
+export class RouterServices {
+  /** What this process last wrote per namespace/name; a tombstone after a delete. */
+  private readonly written = new Map<string, k8s.V1Service | { deletedUid: string }>();
+
+  constructor(private readonly opts: ServiceStoreOptions) {}
+
+  private key(ns: string, name: string): string {
+    return `${ns}/${name}`;
+  }
+
+  /** The Service as last seen; `fresh` (or no cache) means a GET. */
+  async get(ns: string, name: string, fresh = false): Promise<k8s.V1Service | undefined> {
+    if (!fresh && this.opts.services) return latest(this.opts.services.get(ns, name), this.written.get(this.key(ns, name)));
+    try {
+      const svc = await this.opts.core.readNamespacedService({ name, namespace: ns });
+      this.written.set(this.key(ns, name), svc);
+      return svc;
+    } catch (err) {
+      if (statusCode(err) === 404) {
+        this.written.delete(this.key(ns, name));
+        return undefined;
+      }
+      throw err;
+    }
+  }
+
+/** Makes the Service match `desired` in what the router owns. Refuses to touch a Service canary-gate did not create. */
+  async ensure(desired: k8s.V1Service, canary: Canary): Promise<k8s.V1Service> {
+    const ns = desired.metadata?.namespace ?? '';
+    const name = desired.metadata?.name ?? '';
+    let existing = await this.get(ns, name);
+    for (let attempt = 0; ; attempt++) {
+      if (!existing) {
+        try {
+          const created = await this.opts.core.createNamespacedService({ namespace: ns, body: desired, fieldManager: FIELD_MANAGER });
+          this.written.set(this.key(ns, name), created);
+          return created;
+        } catch (err) {
+          if (statusCode(err) !== 409 || attempt >= MAX_CONFLICT_RETRIES) throw err;
+          existing = await this.get(ns, name, true);
+          continue;
+        }
+      }
+      assertOurs(existing, canary, 'Service');
+      if (!routerServiceNeedsUpdate(existing, desired)) return existing;
+      try {
+        const body = mergeRouterService(existing, desired, canary);
+        const replaced = await this.opts.core.replaceNamespacedService({ name, namespace: ns, body, fieldManager: FIELD_MANAGER });
+        this.written.set(this.key(ns, name), replaced);
+        return replaced;
+      } catch (err) {
+        const code = statusCode(err);
+        if ((code !== 409 && code !== 404) || attempt >= MAX_CONFLICT_RETRIES) throw err;
+        existing = await this.get(ns, name, true);
+      }
+    }
+  }
+
+  /** Deletes the Service if canary-gate created it; a Service of the user's is left alone. */
+  async remove(ns: string, name: string, canary: Canary): Promise<void> {
+    const existing = await this.get(ns, name);
+    if (!existing) return;
+    if (notOurs(existing, canary)) return;
+    try {
+      const uid = existing.metadata?.uid;
+      await this.opts.core.deleteNamespacedService({ name, namespace: ns, body: uid ? { preconditions: { uid } } : {} });
+    } catch (err) {
+      const code = statusCode(err);
+      if (code !== 404 && code !== 409) throw err;
+    }
+    this.written.set(this.key(ns, name), { deletedUid: existing.metadata?.uid ?? '' });
+  }
+}
+
+/** Why `obj` (under a name canary-gate wants) is not this Canary's to change, or undefined when it is. */
+export function notOurs(obj: { metadata?: k8s.V1ObjectMeta }, canary: Canary): string | undefined {
+  if (ownedBy(obj, canary)) return undefined;
+  if (!createdByCanaryGate(obj)) return 'was not created by canary-gate';
+  const other = (obj.metadata?.ownerReferences ?? []).find((o) => o.kind === 'Canary' && o.controller);
+  if (other && other.name !== canary.metadata.name) return `belongs to Canary ${other.name}`;
+  // Created by canary-gate for a Canary of the same name (deleted and created again): ours to take over.
+  return undefined;
+}
+
+/** Throws when `obj` exists under a name canary-gate wants but belongs to someone else. */
+export function assertOurs(obj: { metadata?: k8s.V1ObjectMeta }, canary: Canary, kind: string): void {
+  const why = notOurs(obj, canary);
+  if (!why) return;
+  throw new Error(
+    `${kind} ${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''} exists and ${why}; rename it or set spec.service.name of Canary ${canary.metadata.name} to another name`,
+  );
+}
+
+// ------------------------------------------------------------------ the router
+
+export interface KubernetesRouterOptions {
+  core: k8s.CoreV1Api;
+  /** Informer caches; only `services` is read. */
+  caches?: { services: ObjectCache<k8s.V1Service> };
+}
+
+export class KubernetesRouter implements Router {
+  readonly name = 'kubernetes';
+  private readonly services: RouterServices;
+
+  constructor(opts: KubernetesRouterOptions) {
+    this.services = new RouterServices({ core: opts.core, ...(opts.caches ? { services: opts.caches.services } : {}) });
+  }
+
+  canaryPodLabels(ctx: RouterContext, podLabels: Record<string, string>): Record<string, string> {
+    if (ctx.canary.spec.targetRef.kind === 'Service' || isTrafficShifting(ctx.canary)) return { ...podLabels };
+    return renameSelectorLabels(podLabels, selectorKeys(ctx.target, ctx.service));
+  }
+
+  canaryReplicas(ctx: RouterContext, weight: number, primaryReplicas: number): number {
+    if (ctx.canary.spec.targetRef.kind === 'Service') return 0;
+    // Blue/green and A/B: the copy takes no user traffic; it is sized like
+    // the primary so that load tests see the same capacity.
+    if (!isTrafficShifting(ctx.canary)) return Math.max(1, primaryReplicas);
+    return replicasForWeight(weight, primaryReplicas);
+  }
+
+  async reconcile(ctx: RouterContext): Promise<void> {
+    if (ctx.canary.spec.targetRef.kind === 'Service') return;
+    const name = `${apexServiceName(ctx.canary)}${CANARY_SUFFIX}`;
+    if (isTrafficShifting(ctx.canary)) {
+      // The user's Service reaches the copy; a `<svc>-canary` left over from
+      // a blue/green configuration would only confuse.
+      await this.services.remove(ctx.namespace, name, ctx.canary);
+      return;
+    }
+    await this.services.ensure(buildCanaryRouterService(ctx), ctx.canary);
+  }
+
+  /**
+   * Nothing to write: with this router a weight is the copy's share of the
+   * ready Pods, which the reconciler sets through canaryReplicas when it
+   * sizes the copy (ensure-canary-copy). Blue/green, A/B and Service
+   * targets shift no traffic at all.
+   */
+  async setWeight(_ctx: RouterContext, _weight: number): Promise<void> {}
+
+  getWeights(ctx: RouterContext): Weights {
+    if (ctx.canary.spec.targetRef.kind === 'Service' || !isTrafficShifting(ctx.canary)) return { primary: 100, canary: 0 };
+    const copyReplicas = ctx.copy?.spec?.replicas ?? 0;
+    const canaryReady = copyReplicas > 0 ? (ctx.copy?.status?.readyReplicas ?? 0) : 0;
+    return weightsFromReadyPods(ctx.target?.status?.readyReplicas ?? 0, canaryReady);
+  }
+
+  async finalize(ctx: RouterContext): Promise<void> {
+    if (ctx.canary.spec.targetRef.kind === 'Service') return;
+    await this.services.remove(ctx.namespace, `${apexServiceName(ctx.canary)}${CANARY_SUFFIX}`, ctx.canary);
+  }
+}

@@ -1,0 +1,125 @@
+// Rollouts end to end: `kubectl apply` of a new image on a real API server,
+// the real webhook holding it, the real reconciler process (own identity,
+// least-privilege RBAC) running it to promotion or rollback.
+
+import assert from 'node:assert/strict';
+import { PENDING_REVISION, MANAGED_LABEL } from '../../core/annotations.js';
+import type { Canary } from '../../core/api/types.js';
+import { kubectl, kubectlOk } from './cluster.js';
+import { GateServer } from './gate-server.js';
+import { createNamespace, deleteNamespace } from './namespaces.js';
+import { deployment, service } from './objects.js';
+import { startReconciler, type RunningReconciler } from './reconciler-process.js';
+import { waitFor } from './wait.js';
+
+interface Deploy {
+  metadata: { annotations?: Record<string, string>; labels?: Record<string, string> };
+  spec: { replicas?: number; template: { spec: { containers: { image: string }[] } } };
+  status?: { readyReplicas?: number };
+}
+
+async function get<T>(ns: string, kind: string, name: string): Promise<T | undefined> {
+  const r = await kubectl(['-n', ns, 'get', kind, name, '-o', 'json']);
+  return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;
+}
+
+const image = (d: Deploy | undefined) => d?.spec.template.spec.containers[0]?.image;
+
+function applyJson(ns: string, obj: unknown) {
+  return kubectlOk(['-n', ns, 'apply', '--server-side', '--field-manager=e2e-user', '-f', '-'], { input: JSON.stringify(obj) });
+}
+
+function canary(name: string, analysis: Record<string, unknown>, extra: Record<string, unknown> = {}) {
+  return {
+    apiVersion: 'canarygate.dev/v1alpha1',
+    kind: 'Canary',
+    metadata: { name },
+    spec: { targetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name }, service: { port: 80 }, progressDeadlineSeconds: 60, analysis, ...extra },
+  };
+}
+
+describe('rollouts on a real control plane', function () {
+  let ns: string;
+  let reconciler: RunningReconciler;
+  const gates = new GateServer();
+
+  before(async function () {
+    ns = await createNamespace('rollout');
+    await gates.start();
+    reconciler = await startReconciler({ namespace: ns });
+  });
+  after(async function () {
+    await reconciler?.stop();
+    await gates.stop();
+    await deleteNamespace(ns);
+  });
+
+  async function phaseOf(name: string): Promise<string | undefined> {
+    return (await get<Canary>(ns, 'canary', name))?.status?.phase;
+  }
+
+  async function setUp(name: string, analysis: Record<string, unknown>) {
+    // The Canary first: in an opted-in namespace a Deployment without one gets one from the defaults.
+    await applyJson(ns, canary(name, analysis));
+    await applyJson(ns, deployment(name, { image: `example.test/${name}:1`, replicas: 2 }));
+    await applyJson(ns, service(name, { selector: { app: name } }));
+    await waitFor(`${name} to be adopted`, async () => {
+      const d = await get<Deploy>(ns, 'deployment', name);
+      return d?.metadata.labels?.[MANAGED_LABEL] === 'true' && (await phaseOf(name)) === 'Initialized';
+    }, { namespace: ns, timeoutMs: 30_000 });
+  }
+
+  it('promotes a new image applied with kubectl after passing every step', async function () {
+    const name = 'promote';
+    await setUp(name, { interval: '1s', threshold: 2, stepWeight: 25, maxWeight: 50, webhooks: [{ name: 'load', type: 'rollout', url: gates.url('promote-rollout') }] });
+    await applyJson(ns, deployment(name, { image: 'example.test/promote:2', replicas: 2 }));
+    const held = await get<Deploy>(ns, 'deployment', name);
+    assert.equal(image(held), 'example.test/promote:1', 'the live Deployment stays stable while the canary runs');
+
+    await waitFor('the canary copy to run the new image', async () => image(await get<Deploy>(ns, 'deployment', `${name}-canary`)) === 'example.test/promote:2', { namespace: ns, timeoutMs: 30_000 });
+    const wait = await kubectl(['-n', ns, 'wait', '--for=condition=Promoted=True', `canary/${name}`, '--timeout=90s'], { timeoutMs: 100_000 });
+    assert.equal(wait.code, 0, wait.stderr);
+    await waitFor('Succeeded', async () => (await phaseOf(name)) === 'Succeeded', { namespace: ns, timeoutMs: 60_000 });
+
+    const live = await get<Deploy>(ns, 'deployment', name);
+    assert.equal(image(live), 'example.test/promote:2');
+    assert.equal(live?.metadata.annotations?.[PENDING_REVISION], undefined);
+    const copy = await get<Deploy>(ns, 'deployment', `${name}-canary`);
+    assert.equal(copy?.spec.replicas, 0, 'the canary copy is scaled to zero after promotion');
+    const status = (await get<Canary>(ns, 'canary', name))?.status;
+    assert.equal(status?.canaryWeight, 0);
+    assert.ok(status?.lastPromotedRevision);
+
+    const calls = gates.callsTo('promote-rollout');
+    assert.ok(calls.length >= 2, 'the rollout gate ran at each step');
+    assert.deepEqual(Object.keys(calls[0]?.body ?? {}).sort().slice(0, 3).length, 3);
+    assert.equal(calls[0]?.body.name, name);
+    assert.equal(calls[0]?.body.namespace, ns);
+    assert.match(String(calls[0]?.body.revision), /^[0-9a-f]{12}$/);
+
+    const events = await kubectlOk(['-n', ns, 'get', 'events', '--field-selector', `involvedObject.name=${name},involvedObject.kind=Canary`, '-o', 'jsonpath={.items[*].reason}']);
+    for (const reason of ['Started', 'WeightAdvanced', 'Promoting', 'Succeeded']) assert.match(events, new RegExp(reason));
+  });
+
+  it('rolls back when a gate keeps failing, never touching the live Deployment, and does not retry the same revision', async function () {
+    const name = 'rollback';
+    gates.answer('rollback-rollout', 500);
+    await setUp(name, { interval: '1s', threshold: 2, stepWeight: 50, maxWeight: 50, webhooks: [{ name: 'smoke', type: 'rollout', url: gates.url('rollback-rollout') }] });
+    await applyJson(ns, deployment(name, { image: 'example.test/rollback:2', replicas: 2 }));
+    await waitFor('Failed', async () => (await phaseOf(name)) === 'Failed', { namespace: ns, timeoutMs: 60_000 });
+
+    const live = await get<Deploy>(ns, 'deployment', name);
+    assert.equal(image(live), 'example.test/rollback:1');
+    assert.ok(live?.metadata.annotations?.[PENDING_REVISION], 'the change is still pending: nothing is lost');
+    const c = await get<Canary>(ns, 'canary', name);
+    assert.equal(c?.status?.conditions?.find((x) => x.type === 'Promoted')?.status, 'False');
+    await waitFor('the canary copy to be scaled to zero', async () => (await get<Deploy>(ns, 'deployment', `${name}-canary`))?.spec.replicas === 0, { namespace: ns });
+
+    // GitOps re-applies the same manifest: the failed revision does not start again.
+    const callsBefore = gates.callsTo('rollback-rollout').length;
+    await applyJson(ns, deployment(name, { image: 'example.test/rollback:2', replicas: 2 }));
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal(await phaseOf(name), 'Failed');
+    assert.equal(gates.callsTo('rollback-rollout').length, callsBefore);
+  });
+});
