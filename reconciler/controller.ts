@@ -20,7 +20,7 @@ import { observe, REVISION_LABEL } from './observe.js';
 import { KubernetesRouter } from './routers/kubernetes.js';
 import { GatewayApiRouter } from './routers/gatewayapi.js';
 import type { Router, RouterContext } from './routers/router.js';
-import { transition, type Transition } from './transition.js';
+import { transition, type Observed, type Transition } from './transition.js';
 import { defaultCanaryFor, DEFAULTS_LABEL } from './defaults.js';
 
 export interface EventSink {
@@ -293,6 +293,7 @@ export class Reconciler {
       t = transition({ ...seen.observed, now: Date.now() }, results);
     }
 
+    this.observeStepLag(seen.observed, t);
     // Intent first: the status says what is being done before it is done, so
     // that a process killed in between resumes the same step.
     await this.writeStatus(key, canary, t);
@@ -321,6 +322,15 @@ export class Reconciler {
       }
     }
     if (t.requeueAt !== undefined) return { requeueAfterMs: Math.max(0, t.requeueAt - Date.now()) };
+  }
+
+  /** Time from a step's due time (last step + interval) to the sync that took it. */
+  private observeStepLag(observed: Observed, t: Transition): void {
+    const before = observed.status.lastStepTime;
+    const after = t.status.lastStepTime;
+    if (!before || !after || before === after) return;
+    const due = Date.parse(before) + observed.analysis.intervalMs;
+    this.m.stepLag.observe(Math.max(0, Date.now() - due) / 1000);
   }
 
   private routerContext(canary: Canary): RouterContext {
@@ -417,6 +427,12 @@ function reconcilerMetrics(r: Registry) {
     phase: r.gauge('canary_gate_canary_phase', 'The phase of each Canary (1 for the current phase).', ['namespace', 'name', 'phase']) as Gauge,
     failedChecks: r.gauge('canary_gate_canary_failed_checks', 'Failed checks of the current run, per Canary.', ['namespace', 'name']) as Gauge,
     syncDuration: r.histogram('canary_gate_reconciler_sync_duration_seconds', 'Time one sync of one Canary takes, checks included.') as Histogram,
+    stepLag: r.histogram(
+      'canary_gate_reconciler_step_lag_seconds',
+      'Delay between the time an analysis step was due and the sync that took it.',
+      [],
+      [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    ) as Histogram,
     queueDepth: r.gauge('canary_gate_reconciler_queue_depth', 'Canaries waiting for a worker.') as Gauge,
     apiWrites: r.gauge('canary_gate_reconciler_api_writes', 'API writes made by effects since start.') as Gauge,
     informerSynced: r.gauge('canary_gate_informer_synced', 'Whether an informer has filled its cache.', ['informer']) as Gauge,

@@ -274,8 +274,14 @@ export function isOurRule(rule: RouteRule): boolean {
   return rule.name === WEIGHT_RULE || rule.name === MATCH_RULE;
 }
 
-/** The split of the weight rule of a route: {100, 0} when the route or rule is absent. */
-export function readWeights(route: HTTPRoute | undefined, plan: Pick<RoutePlan, 'primary' | 'canary'>): Weights {
+/**
+ * The split of the weight rule of a route: {100, 0} when the route or rule
+ * is absent. For an A/B Canary (whose weight rule always sends everything to
+ * the primary) an active match rule reads as {0, 100}: "the canary gets
+ * traffic", so that a caller re-asserting weight 0 removes a leftover one.
+ */
+export function readWeights(route: HTTPRoute | undefined, plan: Pick<RoutePlan, 'primary' | 'canary'> & { abStrategy?: boolean }): Weights {
+  if (plan.abStrategy && route?.spec?.rules?.some((r) => r.name === MATCH_RULE)) return { primary: 0, canary: 100 };
   const rule = route?.spec?.rules?.find((r) => r.name === WEIGHT_RULE);
   if (!rule) return { primary: 100, canary: 0 };
   let p = 0;
@@ -349,7 +355,7 @@ export function desiredRoute(existing: HTTPRoute | undefined, plan: RoutePlan, w
   if (hosts.length) route.spec.hostnames = hosts;
 
   const rules = [...(route.spec.rules ?? [])];
-  let w = Math.min(100, Math.max(0, Math.round(weight ?? readWeights(existing, plan).canary)));
+  let w = Math.min(100, Math.max(0, Math.round(weight ?? readWeights(existing, { primary: plan.primary, canary: plan.canary }).canary)));
   if (plan.abStrategy) w = 0; // A/B: only matching requests reach the canary
   const refs = [serviceRef(plan.primary, plan.port, 100 - w)];
   if (plan.canaryAlways || w > 0) refs.push(serviceRef(plan.canary, plan.port, w));

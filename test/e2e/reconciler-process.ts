@@ -26,6 +26,7 @@ export async function startReconciler(opts: {
   identity?: string;
   leaderElect?: boolean;
   leaseName?: string;
+  leaseNamespace?: string;
   leaseDurationSeconds?: number;
   extraArgs?: string[];
 }): Promise<RunningReconciler> {
@@ -44,7 +45,7 @@ export async function startReconciler(opts: {
     ...(opts.extraArgs ?? []),
   ];
   if (opts.leaderElect) {
-    args.push('--leader-elect', '--lease-name', opts.leaseName ?? `e2e-${opts.namespace}`, '--lease-duration', String(opts.leaseDurationSeconds ?? 2));
+    args.push('--leader-elect', '--lease-name', opts.leaseName ?? 'canary-gate-reconciler', '--lease-namespace', opts.leaseNamespace ?? opts.namespace, '--lease-duration', String(opts.leaseDurationSeconds ?? 2));
   }
   const child = spawn(process.execPath, args, { stdio: ['ignore', logFd, logFd] });
   let gone = false;

@@ -122,4 +122,64 @@ describe('rollouts on a real control plane', function () {
     assert.equal(await phaseOf(name), 'Failed');
     assert.equal(gates.callsTo('rollback-rollout').length, callsBefore);
   });
+
+  async function pendingOf(name: string): Promise<string | undefined> {
+    return (await get<Deploy>(ns, 'deployment', name))?.metadata.annotations?.[PENDING_REVISION];
+  }
+
+  it('restarts the analysis from the first step when a newer image arrives mid-run, and promotes the newest', async function () {
+    const name = 'restart';
+    gates.answer('restart-traffic', 403); // hold the run at its first weight
+    await setUp(name, { interval: '1s', threshold: 3, stepWeight: 20, maxWeight: 40, webhooks: [{ name: 'approve', type: 'confirm-traffic-increase', url: gates.url('restart-traffic') }] });
+    await applyJson(ns, deployment(name, { image: 'example.test/restart:2', replicas: 2 }));
+    const first = await pendingOf(name);
+    await waitFor('the run to hold at the first step', async () => {
+      const c = await get<Canary>(ns, 'canary', name);
+      return c?.status?.phase === 'Progressing' && c.status.pendingRevision === first && gates.callsTo('restart-traffic').length >= 2;
+    }, { namespace: ns, timeoutMs: 30_000 });
+
+    await applyJson(ns, deployment(name, { image: 'example.test/restart:3', replicas: 2 }));
+    const second = await pendingOf(name);
+    assert.ok(second && second !== first);
+    await waitFor('the run to restart on the newer revision', async () => {
+      const c = await get<Canary>(ns, 'canary', name);
+      const copy = await get<Deploy>(ns, 'deployment', `${name}-canary`);
+      return c?.status?.pendingRevision === second && c.status.failedChecks === 0 && image(copy) === 'example.test/restart:3';
+    }, { namespace: ns, timeoutMs: 30_000 });
+    gates.answer('restart-traffic', 200);
+    await waitFor('Succeeded', async () => (await phaseOf(name)) === 'Succeeded', { namespace: ns, timeoutMs: 60_000 });
+    assert.equal(image(await get<Deploy>(ns, 'deployment', name)), 'example.test/restart:3');
+    const events = await kubectlOk(['-n', ns, 'get', 'events', '--field-selector', `involvedObject.name=${name},involvedObject.kind=Canary`, '-o', 'jsonpath={.items[*].reason}']);
+    assert.match(events, /Restarted/);
+  });
+
+  it('cancels the run and cleans up when the user applies the stable manifest again', async function () {
+    const name = 'cancel';
+    gates.answer('cancel-traffic', 403);
+    await setUp(name, { interval: '1s', stepWeight: 20, maxWeight: 40, webhooks: [{ name: 'approve', type: 'confirm-traffic-increase', url: gates.url('cancel-traffic') }] });
+    await applyJson(ns, deployment(name, { image: 'example.test/cancel:2', replicas: 2 }));
+    await waitFor('the canary copy to be ready', async () => ((await get<Deploy>(ns, 'deployment', `${name}-canary`))?.status?.readyReplicas ?? 0) > 0, { namespace: ns, timeoutMs: 30_000 });
+
+    await applyJson(ns, deployment(name, { image: 'example.test/cancel:1', replicas: 2 }));
+    assert.equal(await pendingOf(name), undefined, 'the webhook clears the pending change');
+    await waitFor('the run to be cancelled', async () => {
+      const c = await get<Canary>(ns, 'canary', name);
+      return c?.status?.phase === 'Initialized' && /cancelled/.test(c.status.message ?? '');
+    }, { namespace: ns, timeoutMs: 30_000 });
+    await waitFor('the canary copy to be scaled to zero', async () => (await get<Deploy>(ns, 'deployment', `${name}-canary`))?.spec.replicas === 0, { namespace: ns });
+    assert.equal(image(await get<Deploy>(ns, 'deployment', name)), 'example.test/cancel:1');
+  });
+
+  it('runs blue/green: the copy gets no user traffic, iterations are counted, then it is promoted', async function () {
+    const name = 'bluegreen';
+    await setUp(name, { interval: '1s', iterations: 3, threshold: 2, webhooks: [{ name: 'tests', type: 'rollout', url: gates.url('bluegreen-tests') }] });
+    await applyJson(ns, deployment(name, { image: 'example.test/bluegreen:2', replicas: 2 }));
+    await waitFor('the copy to be ready', async () => ((await get<Deploy>(ns, 'deployment', `${name}-canary`))?.status?.readyReplicas ?? 0) === 2, { namespace: ns, timeoutMs: 30_000 });
+    // The user's Service selects app=bluegreen; the green copy must not be behind it.
+    const pods = JSON.parse(await kubectlOk(['-n', ns, 'get', 'pods', '-l', `app=${name}`, '-o', 'json'])) as { items: { spec: { containers: { image: string }[] } }[] };
+    for (const p of pods.items) assert.equal(p.spec.containers[0]?.image, 'example.test/bluegreen:1', 'only blue Pods match the user Service');
+    await waitFor('Succeeded', async () => (await phaseOf(name)) === 'Succeeded', { namespace: ns, timeoutMs: 60_000 });
+    assert.equal(image(await get<Deploy>(ns, 'deployment', name)), 'example.test/bluegreen:2');
+    assert.ok(gates.callsTo('bluegreen-tests').length >= 3, 'one check per iteration');
+  });
 });
