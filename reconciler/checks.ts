@@ -2,6 +2,7 @@
 // checks. Metric providers plug in through MetricChecker.
 
 import type { Canary, CanaryMetric, CanaryStatus } from '../core/api/types.js';
+import { resolveAnalysis } from './analysis-config.js';
 import { runGates } from './gates.js';
 import type { CheckRequest, CheckResult } from './transition.js';
 
@@ -36,9 +37,17 @@ export async function runChecks(canary: Canary, status: CanaryStatus, request: C
     canaryWeight: status.canaryWeight ?? 0,
     iterations: status.iterations ?? 0,
     failedChecks: status.failedChecks ?? 0,
+    step: stepOf(canary, status),
   };
   const gateResults = runGates(hooks, payload);
   const metricResults = request.metrics ? Promise.all((canary.spec.analysis?.metrics ?? []).map((m) => metrics.check(canary, m))) : Promise.resolve([]);
   const [g, m] = await Promise.all([gateResults, metricResults]);
   return [...g, ...m];
+}
+
+/** 1-based step of the run: the index of the current weight, or the iteration count. */
+export function stepOf(canary: Canary, status: CanaryStatus): number {
+  const a = resolveAnalysis(canary.spec);
+  if (a.strategy !== 'canary') return status.iterations ?? 0;
+  return a.weights.indexOf(status.canaryWeight ?? 0) + 1;
 }

@@ -10,13 +10,13 @@ import { Registry, type Gauge, type Histogram } from '../core/metrics.js';
 import { MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, SKIP_LABEL, TRUE } from '../core/annotations.js';
 import type { Canary, CanarySpec } from '../core/api/types.js';
 import type { Caches, HttpRoute } from './caches.js';
-import { runChecks, unavailableMetrics, type MetricChecker } from './checks.js';
+import { runChecks, stepOf, unavailableMetrics, type MetricChecker } from './checks.js';
 import { sendEvent, runGates } from './gates.js';
 import { applyEffect, NotLeaderError, writeCounter, type EffectClients, type EffectContext } from './effects.js';
 import { ResilientInformer, type KubeObject } from './kit/informer.js';
 import { WorkQueue } from './kit/queue.js';
-import { canaryName } from './copy.js';
-import { observe, REVISION_LABEL } from './observe.js';
+import { canaryName, REVISION_LABEL } from './copy.js';
+import { observe } from './observe.js';
 import { KubernetesRouter } from './routers/kubernetes.js';
 import { GatewayApiRouter } from './routers/gatewayapi.js';
 import type { Router, RouterContext } from './routers/router.js';
@@ -382,6 +382,7 @@ function eventPayload(canary: Canary, t: Transition) {
     canaryWeight: t.status.canaryWeight ?? 0,
     iterations: t.status.iterations ?? 0,
     failedChecks: t.status.failedChecks ?? 0,
+    step: stepOf(canary, t.status),
   };
 }
 

@@ -57,6 +57,8 @@ export function defaultCanaryFor(d: k8s.V1Deployment, reconcilerDefaults: Partia
       namespace: d.metadata?.namespace,
       labels: { 'app.kubernetes.io/managed-by': 'canary-gate' },
       annotations: { [GENERATED_ANNOTATION]: 'true' },
+      // Deleting the Deployment deletes its generated Canary (the finalizer then has nothing to restore).
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name, uid: d.metadata?.uid ?? '' }],
     },
     spec: spec as unknown as CanarySpec,
   } as Canary;

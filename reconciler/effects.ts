@@ -7,7 +7,7 @@ import * as k8s from '@kubernetes/client-node';
 import { MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC, TRUE } from '../core/annotations.js';
 import type { Canary } from '../core/api/types.js';
 import { escapePointer } from '../webhook/decide.js';
-import { buildCanaryDeployment, buildCanaryService, canaryName, needsUpdate } from './copy.js';
+import { buildCanaryDeployment, buildCanaryService, canaryName, copyChange, needsUpdate } from './copy.js';
 import { FINALIZER, COMMAND_ANNOTATIONS, pendingChange } from './observe.js';
 import type { Router, RouterContext } from './routers/router.js';
 import type { Effect } from './transition.js';
@@ -212,9 +212,10 @@ async function ensureCopy(effect: Extract<Effect, { type: 'ensure-canary-copy' }
   const existing = ctx.copy as k8s.V1Deployment | undefined;
   if (!existing) {
     await write(() => api.apps.createNamespacedDeployment({ namespace: ns, body: desired }));
-  } else if (needsUpdate(existing, desired)) {
-    const selectorChanged = JSON.stringify(existing.spec?.selector) !== JSON.stringify(desired.spec?.selector);
-    if (selectorChanged) {
+  } else {
+    const change = copyChange(existing, desired);
+    if (change === 'none') return;
+    if (change === 'recreate') {
       // A Deployment's selector is immutable: replace the copy.
       await write(() => api.apps.deleteNamespacedDeployment({ name: existing.metadata?.name ?? '', namespace: ns, propagationPolicy: 'Background' }));
       return; // recreated on the next sync, once the cache has seen the delete

@@ -9,7 +9,7 @@ import { revisionOf, revisionOfCanonical } from '../core/revision.js';
 import { serviceSpecForRevision } from '../webhook/decide.js';
 import { resolveAnalysis } from './analysis-config.js';
 import type { Caches } from './caches.js';
-import { canaryName } from './copy.js';
+import { canaryName, REVISION_LABEL } from './copy.js';
 import type { CanaryCopyView, Commands, Observed, RolloutStatus, TargetView } from './transition.js';
 
 export const FINALIZER = 'canarygate.dev/finalizer';
@@ -19,8 +19,6 @@ export const COMMAND_ANNOTATIONS = {
   abort: 'canarygate.dev/abort',
   retry: 'canarygate.dev/retry',
 } as const;
-/** Label on the canary copy naming the revision it runs. */
-export const REVISION_LABEL = 'canarygate.dev/revision';
 
 const liveRevisionMemo = new WeakMap<object, { key: string; revision: string }>();
 

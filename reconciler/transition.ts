@@ -312,17 +312,19 @@ class Machine {
       return this.rollback('Aborted', 'aborted on request');
     }
 
+    // A copy scaled to zero (after a rollback of the same revision) is not ready, whatever its status says.
+    const copyReady = obs.copy.exists && obs.copy.revision === revision && obs.copy.ready && obs.copy.replicas > 0;
     // Desired state, re-asserted every time (the executor writes only on a
     // difference): a crash between a status write and its effects heals here.
+    // A/B routes the matching requests (weight 100 of them) once the copy is ready.
+    const routed = a.strategy === 'ab' ? (copyReady ? 100 : 0) : (this.status.canaryWeight ?? 0);
     this.effects.push(
       { type: 'ensure-canary-copy', revision, weight: this.currentCopyWeight() },
-      { type: 'set-weight', weight: this.status.canaryWeight ?? 0, revision },
+      { type: 'set-weight', weight: routed, revision },
     );
     // The deadline runs from the last step that changed something, not from the
     // start of the run: a long, healthy canary must not time out.
     const started = Math.max(Date.parse(this.status.progressStartedAt ?? '') || 0, Date.parse(this.status.lastStepTime ?? '') || 0) || obs.now;
-    // A copy scaled to zero (after a rollback of the same revision) is not ready, whatever its status says.
-    const copyReady = obs.copy.exists && obs.copy.revision === revision && obs.copy.ready && obs.copy.replicas > 0;
     if (!copyReady || !obs.target.ready) {
       if (obs.now - started > a.progressDeadlineMs) {
         const what = !copyReady ? 'the canary copy' : 'the primary';
