@@ -4,7 +4,7 @@ SHELL := /bin/bash
 NPM ?= npm
 MOCHA := node_modules/.bin/mocha
 
-.PHONY: help deps build test test-unit test-e2e bench cluster-up cluster-down cluster-build manifests clean
+.PHONY: help deps build test test-unit test-e2e bench demo demo-rollback deploy cluster-up cluster-down cluster-build manifests clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -29,8 +29,18 @@ test-e2e: build cluster-build ## End-to-end tests against the real local control
 
 test: test-unit test-e2e ## All tests: unit, then end to end (builds Kubernetes on first run)
 
-bench: build ## Benchmarks (prints figures)
+bench: build cluster-build ## Benchmarks (print figures): webhook, then reconciler
 	node dist/test/bench/webhook.bench.js
+	node dist/test/bench/reconciler.bench.js
+
+demo: build cluster-build ## The local demo: control plane, webhook, reconciler, a sample app rolled out
+	node dist/test/demo/demo.js
+
+demo-rollback: build cluster-build ## The local demo with a failing smoke test: the change is rolled back
+	node dist/test/demo/demo.js --rollback
+
+deploy: ## Install into the cluster of the current kubeconfig (kubectl apply -k deploy/base)
+	kubectl apply --server-side -k deploy/base
 
 cluster-up: cluster-build ## Start the local control plane (kubeconfig in .cluster/kubeconfig)
 	test/cluster/up.sh

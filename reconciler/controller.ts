@@ -8,7 +8,7 @@ import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { Registry, type Gauge, type Histogram } from '../core/metrics.js';
 import { MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, SKIP_LABEL, TRUE } from '../core/annotations.js';
-import type { Canary, CanarySpec } from '../core/api/types.js';
+import type { AlertProvider, Canary, CanarySpec, MetricTemplate } from '../core/api/types.js';
 import type { Caches, HttpRoute } from './caches.js';
 import { runChecks, stepOf, unavailableMetrics, type MetricChecker } from './checks.js';
 import { sendEvent, runGates } from './gates.js';
@@ -98,6 +98,8 @@ export class Reconciler {
     const hpas = informer<k8s.V2HorizontalPodAutoscaler & KubeObject>('/apis/autoscaling/v2/horizontalpodautoscalers', 'hpas');
     const httpRoutes = informer<HttpRoute & KubeObject>('/apis/gateway.networking.k8s.io/v1/httproutes', 'httproutes');
     const defaults = informer<k8s.V1ConfigMap & KubeObject>('/api/v1/configmaps', 'defaults', `${DEFAULTS_LABEL}=true`);
+    const metricTemplates = informer<MetricTemplate & KubeObject>(`/apis/${GROUP}/${VERSION}/metrictemplates`, 'metrictemplates');
+    const alertProviders = informer<AlertProvider & KubeObject>(`/apis/${GROUP}/${VERSION}/alertproviders`, 'alertproviders');
     this.caches = {
       canaries: cache(canaries),
       deployments: cache(deployments),
@@ -106,6 +108,8 @@ export class Reconciler {
       hpas: cache(hpas),
       httpRoutes: cache(httpRoutes),
       defaults: cache(defaults),
+      metricTemplates: cache(metricTemplates),
+      alertProviders: cache(alertProviders),
     };
     this.routers = {
       kubernetes: new KubernetesRouter({ core: this.api.core, caches: this.caches }),

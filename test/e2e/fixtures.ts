@@ -5,7 +5,7 @@
 
 import path from 'node:path';
 import { clusterDown, clusterUp, kubectl, kubectlOk, repoRoot } from './cluster.js';
-import { RECONCILER_USER, reconcilerRbacForUser, startWebhook, type RunningWebhook } from './webhook-process.js';
+import { DEMO_NAMESPACE_LABEL, RECONCILER_USER, reconcilerRbacForUser, startWebhook, type RunningWebhook } from './webhook-process.js';
 
 let webhook: RunningWebhook | undefined;
 let startedCluster = false;
@@ -28,7 +28,11 @@ export async function mochaGlobalSetup(): Promise<void> {
   await kubectlOk(['apply', '--server-side', '--force-conflicts', '--field-manager=canary-gate-e2e', '-f', '-'], {
     input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: reconcilerRbacForUser(RECONCILER_USER) }),
   });
-  webhook = await startWebhook({ configName: 'canary-gate-e2e', logName: 'webhook-e2e' });
+  webhook = await startWebhook({
+    configName: 'canary-gate-e2e',
+    logName: 'webhook-e2e',
+    namespaceExpressions: [{ key: DEMO_NAMESPACE_LABEL, operator: 'DoesNotExist' }],
+  });
   process.env.CANARY_GATE_E2E_WEBHOOK_PORT = String(webhook.port);
   process.env.CANARY_GATE_E2E_WEBHOOK_METRICS_PORT = String(webhook.metricsPort);
   console.log(`[e2e] control plane and webhook ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);

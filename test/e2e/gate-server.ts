@@ -16,7 +16,7 @@ export class GateServer {
   readonly calls: GateCall[] = [];
   port = 0;
 
-  async start(): Promise<this> {
+  async start(port = 0): Promise<this> {
     this.server = http.createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
@@ -33,7 +33,7 @@ export class GateServer {
         res.writeHead(status, { 'content-type': 'text/plain' }).end(status < 300 ? 'ok' : 'no');
       });
     });
-    await new Promise<void>((r) => this.server?.listen(0, '127.0.0.1', r));
+    await new Promise<void>((r) => this.server?.listen(port, '127.0.0.1', r));
     this.port = (this.server.address() as AddressInfo).port;
     return this;
   }

@@ -35,7 +35,18 @@ export function freePort(): Promise<number> {
   });
 }
 
-export async function startWebhook(opts: { configName?: string; failurePolicy?: 'Fail' | 'Ignore'; logName?: string } = {}): Promise<RunningWebhook> {
+/** Namespaces the demo runs in carry this label; the test suite's webhook leaves them to the demo's. */
+export const DEMO_NAMESPACE_LABEL = 'canarygate.dev/demo';
+
+export async function startWebhook(
+  opts: {
+    configName?: string;
+    failurePolicy?: 'Fail' | 'Ignore';
+    logName?: string;
+    /** Extra namespaceSelector expressions, so two local webhooks never handle the same namespace. */
+    namespaceExpressions?: { key: string; operator: string; values?: string[] }[];
+  } = {},
+): Promise<RunningWebhook> {
   const configName = opts.configName ?? 'canary-gate';
   const tlsDir = path.join(clusterDir, 'webhook-tls');
   mkdirSync(tlsDir, { recursive: true });
@@ -76,6 +87,9 @@ export async function startWebhook(opts: { configName?: string; failurePolicy?: 
     failurePolicy: opts.failurePolicy ?? 'Fail',
     reconcilerUser: RECONCILER_USER,
   });
+  for (const hook of config.webhooks ?? []) {
+    hook.namespaceSelector?.matchExpressions?.push(...(opts.namespaceExpressions ?? []));
+  }
   await kubectlOk(['apply', '--server-side', '--force-conflicts', '--field-manager=canary-gate-e2e', '-f', '-'], { input: JSON.stringify(config) });
 
   return {

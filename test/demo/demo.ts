@@ -1,0 +1,129 @@
+// `make demo` / `make demo-rollback`: the whole system on this machine.
+// Starts (or reuses) the local control plane, installs the CRDs, runs the
+// webhook and the reconciler as local processes (the same processes the
+// install runs in a cluster), deploys a sample app in an opted-in namespace,
+// changes its image with `kubectl apply`, and follows the rollout with
+// `canary-gate watch` until it is promoted (or, with --rollback, rolled back
+// by a failing smoke test). Everything it started is stopped at the end or on
+// Ctrl-C; a cluster that was already running is left running.
+
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { NAMESPACE_ENABLED_LABEL } from '../../core/annotations.js';
+import { GateServer } from '../e2e/gate-server.js';
+import { cliPath, clusterDown, clusterUp, kubeconfigPath, kubectl, kubectlOk, repoRoot } from '../e2e/cluster.js';
+import { startReconciler, type RunningReconciler } from '../e2e/reconciler-process.js';
+import { waitFor } from '../e2e/wait.js';
+import { DEMO_NAMESPACE_LABEL, RECONCILER_USER, reconcilerRbacForUser, startWebhook, type RunningWebhook } from '../e2e/webhook-process.js';
+
+const NAMESPACE = 'demo';
+const GATE_PORT = Number(process.env.DEMO_GATE_PORT ?? 39091);
+
+const say = (text: string) => console.log(`\x1b[1m[demo]\x1b[0m ${text}`);
+const show = (cmd: string) => console.log(`\x1b[36m$ ${cmd}\x1b[0m`);
+
+async function shell(cmd: string, args: string[], input?: string): Promise<void> {
+  show(`${cmd} ${args.join(' ')}`);
+  const r = await kubectl(args, input === undefined ? {} : { input });
+  process.stdout.write(r.stdout);
+  process.stdout.write(r.stderr);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed`);
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({ options: { rollback: { type: 'boolean', default: false }, keep: { type: 'boolean', default: false } } });
+  const rollback = values.rollback as boolean;
+  let webhook: RunningWebhook | undefined;
+  let reconciler: RunningReconciler | undefined;
+  const gate = new GateServer();
+  const clusterWasUp = (await kubectl(['get', '--raw', '/readyz'], { timeoutMs: 5000 }).catch(() => undefined))?.code === 0;
+
+  const cleanup = async () => {
+    if (values.keep) {
+      say(`left running (--keep): export KUBECONFIG=${kubeconfigPath}; stop with make cluster-down`);
+      return;
+    }
+    say('cleaning up what the demo started');
+    await reconciler?.stop();
+    await webhook?.stop();
+    await gate.stop();
+    await kubectl(['delete', 'namespace', NAMESPACE, '--wait=false', '--ignore-not-found']);
+    if (!clusterWasUp) await clusterDown();
+  };
+  let interrupted = false;
+  process.once('SIGINT', () => {
+    interrupted = true;
+    void cleanup().then(() => process.exit(130));
+  });
+
+  try {
+    say(clusterWasUp ? 'reusing the running local control plane' : 'starting a local control plane (the first run builds Kubernetes; later ones start in seconds)');
+    await clusterUp();
+    say('installing the CRDs and the reconciler RBAC');
+    await kubectlOk(['apply', '--server-side', '--force-conflicts', '--field-manager=canary-gate-demo', '-k', path.join(repoRoot, 'deploy/crds')]);
+    await kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '-l', 'app.kubernetes.io/part-of=canary-gate']);
+    await kubectlOk(['apply', '--server-side', '--force-conflicts', '--field-manager=canary-gate-demo', '-f', '-'], {
+      input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: reconcilerRbacForUser(RECONCILER_USER) }),
+    });
+
+    await kubectl(['delete', 'namespace', NAMESPACE, '--ignore-not-found', '--timeout=60s']);
+    await kubectlOk(['create', '-f', '-'], {
+      input: JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NAMESPACE, labels: { [NAMESPACE_ENABLED_LABEL]: 'true', [DEMO_NAMESPACE_LABEL]: 'true' } } }),
+    });
+    say(`namespace ${NAMESPACE} opted in with the label ${NAMESPACE_ENABLED_LABEL}=true`);
+
+    webhook = await startWebhook({
+      configName: 'canary-gate-demo',
+      logName: 'webhook-demo',
+      namespaceExpressions: [{ key: DEMO_NAMESPACE_LABEL, operator: 'Exists' }],
+    });
+    say(`webhook serving https://127.0.0.1:${webhook.port}/mutate, registered with its CA in MutatingWebhookConfiguration canary-gate-demo`);
+    reconciler = await startReconciler({ namespace: NAMESPACE, identity: 'demo' });
+    say(`reconciler running as user ${RECONCILER_USER} (logs: .cluster/logs/reconciler-demo.log)`);
+
+    await gate.start(GATE_PORT);
+    if (rollback) gate.answer('smoke', 500);
+    say(`smoke-test gate on 127.0.0.1:${GATE_PORT} answers ${rollback ? '500 (it will fail)' : '200'}`);
+
+    await shell('kubectl', ['-n', NAMESPACE, 'apply', '-f', path.join(repoRoot, 'deploy/demo/podinfo.yaml')]);
+    await waitFor('the sample app to be adopted and rolled out', async () => {
+      const phase = (await kubectl(['-n', NAMESPACE, 'get', 'canary', 'podinfo', '-o', 'jsonpath={.status.phase}'])).stdout;
+      const ready = (await kubectl(['-n', NAMESPACE, 'get', 'deployment', 'podinfo', '-o', 'jsonpath={.status.readyReplicas}'])).stdout;
+      return phase === 'Initialized' && ready === '4';
+    }, { namespace: NAMESPACE, timeoutMs: 60_000 });
+    await shell('kubectl', ['-n', NAMESPACE, 'get', 'deployments,canaries']);
+
+    say('now the change: a new image, applied exactly as a user or a GitOps tool would');
+    await shell('kubectl', ['-n', NAMESPACE, 'apply', '-f', path.join(repoRoot, 'deploy/demo/podinfo-v2.yaml')]);
+    await shell('kubectl', ['-n', NAMESPACE, 'get', 'deployment', 'podinfo', '-o', 'custom-columns=LIVE IMAGE:.spec.template.spec.containers[0].image,PENDING REVISION:.metadata.annotations.canarygate\\.dev/pending-revision']);
+    say('the live Deployment stays on 6.7.0; the reconciler runs 6.7.1 as podinfo-canary and shifts traffic step by step');
+
+    show(`canary-gate watch -n ${NAMESPACE} podinfo`);
+    const code = await new Promise<number>((resolve) => {
+      const child = spawn(process.execPath, [cliPath, 'watch', '-n', NAMESPACE, 'podinfo', '--timeout', '5m'], {
+        stdio: 'inherit',
+        env: { ...process.env, KUBECONFIG: kubeconfigPath },
+      });
+      child.on('exit', (c) => resolve(c ?? 1));
+    });
+    await shell('kubectl', ['-n', NAMESPACE, 'get', 'deployments,canaries', '-o', 'wide']);
+    const expected = rollback ? 1 : 0;
+    if (code === expected) {
+      say(rollback ? 'rolled back: the live Deployment never left 6.7.0, the canary copy is at zero' : 'promoted: podinfo now runs 6.7.1, the canary copy is at zero');
+      return 0;
+    }
+    say(`unexpected outcome (watch exited ${code}); see .cluster/logs/`);
+    return 1;
+  } finally {
+    if (!interrupted) await cleanup();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(`[demo] failed: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  },
+);
