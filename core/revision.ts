@@ -12,7 +12,8 @@ function sortKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortKeys);
   if (value === null || typeof value !== 'object') return value;
   const source = value as Record<string, unknown>;
-  const out: Record<string, unknown> = {};
+  // No prototype: a key named __proto__ is then an ordinary member, as in JSON.
+  const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   for (const key of Object.keys(source).sort()) {
     const v = source[key];
     if (v !== undefined) out[key] = sortKeys(v);

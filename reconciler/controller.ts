@@ -317,7 +317,19 @@ export class Reconciler {
     };
     const copyHpa = this.caches.hpas.get(ns, canaryName(canary.spec.targetRef.name));
     if (copyHpa) ctx.copyHpa = copyHpa;
-    for (const effect of t.effects) await applyEffect(effect, ctx, this.api);
+    for (const effect of t.effects) {
+      try {
+        await applyEffect(effect, ctx, this.api);
+      } catch (err) {
+        // The API server refused what we wrote (typically a pending spec that
+        // does not validate): say so on the Canary, then retry with backoff;
+        // the progress deadline rolls the revision back if it never works.
+        if ((err as { code?: number }).code === 422) {
+          this.opts.events.record(canary, 'Warning', 'Invalid', `${effect.type} was refused by the API server: ${errorMessage(err)}`);
+        }
+        throw err;
+      }
+    }
     for (const e of t.events) {
       this.opts.events.record(canary, e.type, e.reason, e.message);
       this.log.info({ canary: key, reason: e.reason, phase: t.status.phase, weight: t.status.canaryWeight }, e.message);

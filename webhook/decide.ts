@@ -24,7 +24,8 @@ export interface DecideConfig {
  * What the webhook did. The names are used as the `decision` metric label and log field.
  * - skipped: not a request canary-gate changes (kind, operation, subresource, unmanaged object)
  * - reconciler: written by the reconciler's own identity
- * - unchanged: template (Service spec) unchanged, no revision pending
+ * - unchanged: template (Service spec) unchanged, and no revision pending or a
+ *   metadata-only kubectl command (label, annotate) that keeps it
  * - intercepted: a new change is held as the pending revision
  * - reapplied: the change already pending was applied again (GitOps re-apply); nothing moves
  * - replaced: a different change replaces the pending one
@@ -98,11 +99,21 @@ export function decide(request: AdmissionRequest, config: DecideConfig): DecideR
   if (request.operation !== 'UPDATE') return skipped;
 
   const old = request.oldObject;
-  if (!old || !isManaged(old)) return skipped;
+  if (!old) return skipped;
   if (config.reconcilerUsers.has(request.userInfo?.username ?? '')) return { allowed: true, decision: 'reconciler' };
+  if (!isManaged(old)) {
+    // Reaches us only because the new object carries the managed label (the
+    // objectSelector matches old or new). Whoever adds the label cannot bring
+    // a pending revision along with it: control annotations stay as they were.
+    const patch = controlAnnotationPatch(incoming, pick(old.metadata?.annotations, CONTROL_ANNOTATIONS));
+    return patch.length ? { allowed: true, decision: 'skipped', patch, forgeryReverted: true } : skipped;
+  }
 
   const stableSpec = target === 'Deployment' ? old.spec?.template : serviceSpecForRevision(old.spec);
   const incomingSpec = target === 'Deployment' ? incoming.spec?.template : serviceSpecForRevision(incoming.spec);
+  // Without both specs there is nothing to hold or restore; the API server's
+  // own validation refuses an object that lacks its template.
+  if (!stableSpec || typeof stableSpec !== 'object' || !incomingSpec || typeof incomingSpec !== 'object') return skipped;
   const oldRevision = old.metadata?.annotations?.[PENDING_REVISION];
 
   let desired: Record<string, string>;
@@ -111,15 +122,13 @@ export function decide(request: AdmissionRequest, config: DecideConfig): DecideR
   let revision: string | undefined;
   const warnings: string[] = [];
 
-  // Fast path: the API server serialises old and new in the same field order,
-  // so equal specs are equal strings. Only when they differ is the (costlier)
-  // canonical form computed, which also catches a mere reordering of keys.
-  let same = JSON.stringify(incomingSpec) === JSON.stringify(stableSpec);
-  let canonical: string | undefined;
-  if (!same) {
-    canonical = canonicalJson(incomingSpec);
-    same = canonical === canonicalJson(stableSpec);
-  }
+  // Equality that ignores key order, walked in place: no serialisation at
+  // all when the specs are equal, and it stops at the first difference when
+  // they are not. Only a changed spec pays for its canonical form (needed for
+  // the revision and the annotation anyway). This is the hot path: comparing
+  // through two JSON.stringify and two canonicalJson calls cost 2.5x more.
+  const same = jsonEqual(incomingSpec, stableSpec);
+  const canonical = same ? undefined : canonicalJson(incomingSpec);
 
   if (same) {
     const metadataOnly = METADATA_ONLY_FIELD_MANAGERS.has(request.options?.fieldManager ?? '');
@@ -189,6 +198,42 @@ export function serviceSpecForRevision(spec: Record<string, unknown> | undefined
     });
   }
   return rest;
+}
+
+/**
+ * Deep equality of two JSON values with object keys in any order: for values
+ * that came from JSON.parse, exactly `canonicalJson(a) === canonicalJson(b)`
+ * (an undefined member counts as absent, an undefined array element as
+ * null), without building either text. One difference: an own "__proto__"
+ * key counts here, while canonicalJson's sortKeys loses it (its assignment
+ * hits the prototype setter).
+ */
+export function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  const arrayA = Array.isArray(a);
+  if (arrayA !== Array.isArray(b)) return false;
+  if (arrayA) {
+    const x = a as unknown[];
+    const y = b as unknown[];
+    if (x.length !== y.length) return false;
+    for (let i = 0; i < x.length; i++) {
+      if (!jsonEqual(x[i] === undefined ? null : x[i], y[i] === undefined ? null : y[i])) return false;
+    }
+    return true;
+  }
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  let members = 0;
+  for (const key of Object.keys(x)) {
+    const v = x[key];
+    if (v === undefined) continue;
+    members++;
+    const w = y[key];
+    if (w === undefined || !Object.prototype.hasOwnProperty.call(y, key) || !jsonEqual(v, w)) return false;
+  }
+  for (const key of Object.keys(y)) if (y[key] !== undefined) members--;
+  return members === 0;
 }
 
 function pick(source: Record<string, string> | undefined, keys: readonly string[]): Record<string, string> {

@@ -381,6 +381,47 @@ describe('decide(): forged control annotations and the managed label', () => {
   });
 });
 
+describe('decide(): adding the managed label to an unmanaged object', () => {
+  it('cannot bring a forged pending revision along with the label', () => {
+    const old = unmanagedDeployment();
+    const next = structuredClone(old);
+    next.metadata!.labels = { ...(next.metadata!.labels ?? {}), [MANAGED_LABEL]: 'true' };
+    next.metadata!.annotations = {
+      ...(next.metadata!.annotations ?? {}),
+      [PENDING_SPEC]: JSON.stringify(template(withImage(old, 'evil'))),
+      [PENDING_REVISION]: revisionOf(template(withImage(old, 'evil'))),
+    };
+    const { result, out } = run(request(next, old));
+    assert.equal(result.forgeryReverted, true);
+    assert.equal(annotations(out)[PENDING_REVISION], undefined);
+    assert.equal(annotations(out)[PENDING_SPEC], undefined);
+    assert.equal(out.metadata!.labels![MANAGED_LABEL], 'true', 'the label itself is not a forgery: adoption is harmless');
+  });
+
+  it('lets an unmanaged object without control annotations through untouched', () => {
+    const old = unmanagedDeployment();
+    const r = decide(request(withImage(old, '2.0.0'), old), config);
+    assert.deepEqual(r, { allowed: true, decision: 'skipped' });
+  });
+});
+
+describe('decide(): objects missing their template', () => {
+  it('passes an update whose new object has no template (the API server refuses it) without a patch', () => {
+    const old = deployment();
+    const next = structuredClone(old);
+    delete (next.spec as Record<string, unknown>).template;
+    const r = decide(request(next, old), config);
+    assert.deepEqual(r, { allowed: true, decision: 'skipped' });
+  });
+
+  it('never emits a replace without a value when the stored object lacks a template', () => {
+    const old = deployment();
+    delete (old.spec as Record<string, unknown>).template;
+    const r = decide(request(deployment(), old), config);
+    assert.equal(r.patch, undefined);
+  });
+});
+
 describe('decide(): objects without annotations or labels maps', () => {
   it('adds the annotations map when intercepting an object that has none', () => {
     const old = deployment();
