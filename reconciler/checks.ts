@@ -11,22 +11,6 @@ export interface MetricChecker {
   check(canary: Canary, metric: CanaryMetric): Promise<CheckResult>;
 }
 
-/**
- * Used until a provider is configured: a metric that cannot be evaluated is
- * a failed check, never a pass, so nothing unanalysed is promoted.
- */
-export const unavailableMetrics: MetricChecker = {
-  async check(_canary, metric) {
-    return {
-      name: metric.name,
-      kind: 'metric',
-      passed: false,
-      message: `metric ${metric.name}: no metric provider can evaluate it in this reconciler`,
-      metric: { name: metric.name, checkedAt: new Date().toISOString(), result: 'error' },
-    };
-  },
-};
-
 export async function runChecks(canary: Canary, status: CanaryStatus, request: CheckRequest, metrics: MetricChecker): Promise<CheckResult[]> {
   const hooks = (canary.spec.analysis?.webhooks ?? []).filter((h) => request.gates.includes(h.type ?? 'rollout'));
   const payload = {

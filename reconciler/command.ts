@@ -33,6 +33,7 @@ Flags:
   --lease-duration SECONDS lease duration (default 15)
   --identity ID            leader-election identity (default $POD_NAME or the host name, plus a random suffix)
   --namespace NS           watch and act in this namespace only (default: all namespaces)
+  --prometheus-address URL Prometheus for the built-in request-success-rate and request-duration metrics
   --workers N              canaries reconciled in parallel (default 4)
   --defaults FILE          YAML/JSON partial Canary spec used for Canaries created in opted-in namespaces
   --relist-interval SECONDS  full relist of every informer (default 300)
@@ -45,6 +46,7 @@ Flags:
 export interface ReconcilerProcessOptions {
   kubeconfig?: string;
   namespace?: string;
+  prometheusAddress?: string;
   leaderElect: boolean;
   leaseName: string;
   leaseNamespace: string;
@@ -72,6 +74,7 @@ export function parseReconcilerArgs(argv: string[]): ReconcilerProcessOptions {
       identity: { type: 'string' },
       workers: { type: 'string', default: '4' },
       namespace: { type: 'string' },
+      'prometheus-address': { type: 'string' },
       defaults: { type: 'string' },
       'relist-interval': { type: 'string', default: '300' },
       'http-port': { type: 'string', default: '8081' },
@@ -111,6 +114,7 @@ export function parseReconcilerArgs(argv: string[]): ReconcilerProcessOptions {
   };
   if (values.kubeconfig) opts.kubeconfig = values.kubeconfig as string;
   if (values.namespace) opts.namespace = values.namespace as string;
+  if (values['prometheus-address']) opts.prometheusAddress = values['prometheus-address'] as string;
   return opts;
 }
 
@@ -137,6 +141,7 @@ export async function runReconciler(opts: ReconcilerProcessOptions): Promise<num
     },
     registry,
     ...(opts.namespace ? { namespace: opts.namespace } : {}),
+    ...(opts.prometheusAddress ? { prometheusAddress: opts.prometheusAddress } : {}),
   });
 
   let ready = false;

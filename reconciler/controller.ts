@@ -10,7 +10,10 @@ import { Registry, type Gauge, type Histogram } from '../core/metrics.js';
 import { MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, SKIP_LABEL, TRUE } from '../core/annotations.js';
 import type { AlertProvider, Canary, CanarySpec, MetricTemplate } from '../core/api/types.js';
 import type { Caches, HttpRoute } from './caches.js';
-import { runChecks, stepOf, unavailableMetrics, type MetricChecker } from './checks.js';
+import { runChecks, stepOf, type MetricChecker } from './checks.js';
+import { TemplateMetricChecker } from './metrics/checker.js';
+import { secretReader } from './metrics/secrets.js';
+import { Alerter, alertForEvent } from './alerts/alerts.js';
 import { sendEvent, runGates } from './gates.js';
 import { applyEffect, NotLeaderError, writeCounter, type EffectClients, type EffectContext } from './effects.js';
 import { ResilientInformer, type KubeObject } from './kit/informer.js';
@@ -40,6 +43,8 @@ export interface ReconcilerOptions {
   /** Full relist period of the informers. */
   relistIntervalMs?: number;
   registry?: Registry;
+  /** Prometheus for the built-in request-success-rate and request-duration checks. */
+  prometheusAddress?: string;
   /** Watch and act in this namespace only (default: all namespaces). */
   namespace?: string;
 }
@@ -60,10 +65,13 @@ export class Reconciler {
   private readonly lastWritten = new Map<string, string>();
   private running?: Promise<void>;
   private readonly m: ReturnType<typeof reconcilerMetrics>;
+  private readonly metrics!: MetricChecker;
+  private readonly alerter!: Alerter;
 
   constructor(private readonly opts: ReconcilerOptions) {
     this.log = opts.logger;
-    this.m = reconcilerMetrics(opts.registry ?? new Registry());
+    const registry = opts.registry ?? new Registry();
+    this.m = reconcilerMetrics(registry);
     const kc = opts.kubeConfig;
     this.api = {
       apps: kc.makeApiClient(k8s.AppsV1Api),
@@ -111,6 +119,18 @@ export class Reconciler {
       metricTemplates: cache(metricTemplates),
       alertProviders: cache(alertProviders),
     };
+    const secret = secretReader(this.api.core);
+    this.metrics =
+      opts.metrics ??
+      new TemplateMetricChecker(
+        {
+          template: (ns, n) => this.caches.metricTemplates.get(ns, n),
+          secret,
+          ...(opts.prometheusAddress ? { builtinPrometheus: opts.prometheusAddress } : {}),
+        },
+        { registry },
+      );
+    this.alerter = new Alerter({ provider: (ns, n) => this.caches.alertProviders.get(ns, n), secret }, { logger: this.log, registry });
     this.routers = {
       kubernetes: new KubernetesRouter({ core: this.api.core, caches: this.caches }),
       gatewayapi: new GatewayApiRouter({ core: this.api.core, custom: this.api.custom, caches: this.caches }),
@@ -293,11 +313,13 @@ export class Reconciler {
 
     let t: Transition = transition(seen.observed);
     if (t.checks) {
-      const results = await runChecks(canary, seen.observed.status, t.checks, this.opts.metrics ?? unavailableMetrics);
+      const results = await runChecks(canary, seen.observed.status, t.checks, this.metrics);
       t = transition({ ...seen.observed, now: Date.now() }, results);
+      for (const r of results) if (r.gateType) this.m.gateResults.labels(r.gateType, r.passed ? 'pass' : 'fail').inc();
     }
 
     this.observeStepLag(seen.observed, t);
+    this.observeOutcome(seen.observed, t);
     // Intent first: the status says what is being done before it is done, so
     // that a process killed in between resumes the same step.
     await this.writeStatus(key, canary, t);
@@ -332,6 +354,12 @@ export class Reconciler {
     }
     for (const e of t.events) {
       this.opts.events.record(canary, e.type, e.reason, e.message);
+      const alert = alertForEvent(e.reason, e.type, e.message);
+      if (alert) {
+        // After a rollback pendingRevision is cleared: name the revision the event is about.
+        const revision = t.status.pendingRevision ?? (t.status.phase === 'Failed' ? t.status.failedRevision : t.status.lastPromotedRevision) ?? '';
+        void this.alerter.send(canary, { ...alert, phase: t.status.phase ?? '', weight: t.status.canaryWeight ?? 0, revision });
+      }
       this.log.info({ canary: key, reason: e.reason, phase: t.status.phase, weight: t.status.canaryWeight }, e.message);
       for (const hook of (canary.spec.analysis?.webhooks ?? []).filter((h) => h.type === 'event')) {
         void sendEvent(hook, { ...eventPayload(canary, t), reason: e.reason, message: e.message });
@@ -347,6 +375,18 @@ export class Reconciler {
     if (!before || !after || before === after) return;
     const due = Date.parse(before) + observed.analysis.intervalMs;
     this.m.stepLag.observe(Math.max(0, Date.now() - due) / 1000);
+  }
+
+  /** Counts finished runs and their duration (from the run's start to its end). */
+  private observeOutcome(observed: Observed, t: Transition): void {
+    const before = observed.status.phase;
+    const after = t.status.phase;
+    if (before === after || !after) return;
+    const outcome = after === 'Succeeded' ? 'succeeded' : after === 'Failed' ? 'failed' : after === 'Initialized' && before !== 'Initializing' && before !== undefined ? 'cancelled' : undefined;
+    if (!outcome) return;
+    this.m.rollouts.labels(outcome).inc();
+    const started = Date.parse(observed.status.progressStartedAt ?? '');
+    if (!Number.isNaN(started)) this.m.rolloutDuration.labels(outcome).observe(Math.max(0, observed.now - started) / 1000);
   }
 
   private routerContext(canary: Canary): RouterContext {
@@ -450,6 +490,14 @@ function reconcilerMetrics(r: Registry) {
       [],
       [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     ) as Histogram,
+    rollouts: r.counter('canary_gate_rollouts_total', 'Finished rollouts by outcome (succeeded, failed, cancelled).', ['outcome']),
+    rolloutDuration: r.histogram(
+      'canary_gate_rollout_duration_seconds',
+      'Time from the start of a run to its promotion, rollback or cancellation.',
+      ['outcome'],
+      [5, 15, 30, 60, 120, 300, 600, 1200, 3600],
+    ) as Histogram,
+    gateResults: r.counter('canary_gate_gate_results_total', 'Webhook gate results by gate type and result.', ['type', 'result']),
     queueDepth: r.gauge('canary_gate_reconciler_queue_depth', 'Canaries waiting for a worker.') as Gauge,
     apiWrites: r.gauge('canary_gate_reconciler_api_writes', 'API writes made by effects since start.') as Gauge,
     informerSynced: r.gauge('canary_gate_informer_synced', 'Whether an informer has filled its cache.', ['informer']) as Gauge,

@@ -204,11 +204,19 @@ export function notFoundOr(err: unknown, name: string, namespace: string): Error
 
 /** Lists Canaries of one namespace, or of all namespaces when namespace is undefined. */
 export async function listCanaries(conn: Connection, namespace: string | undefined): Promise<Canary[]> {
+  const items: Canary[] = [];
+  let token: string | undefined;
   try {
-    const list = (namespace === undefined
-      ? await conn.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL }, requestTimeout(REQUEST_TIMEOUT_MS))
-      : await conn.custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL }, requestTimeout(REQUEST_TIMEOUT_MS))) as { items?: Canary[] };
-    return list.items ?? [];
+    do {
+      // Pages of 500, as kubectl: a big cluster is not one huge response.
+      const page = { group: GROUP, version: VERSION, plural: PLURAL, limit: 500, ...(token ? { _continue: token } : {}) };
+      const list = (namespace === undefined
+        ? await conn.custom.listClusterCustomObject(page, requestTimeout(REQUEST_TIMEOUT_MS))
+        : await conn.custom.listNamespacedCustomObject({ ...page, namespace }, requestTimeout(REQUEST_TIMEOUT_MS))) as { items?: Canary[]; metadata?: { continue?: string } };
+      items.push(...(list.items ?? []));
+      token = list.metadata?.continue || undefined;
+    } while (token);
+    return items;
   } catch (err) {
     if (statusCodeOf(err) === 404) throw new CliError(`the API server does not serve ${PLURAL}.${GROUP}/${VERSION}: are the canary-gate CRDs installed?`);
     throw err;

@@ -48,7 +48,7 @@ export async function startWebhook(
   } = {},
 ): Promise<RunningWebhook> {
   const configName = opts.configName ?? 'canary-gate';
-  const tlsDir = path.join(clusterDir, 'webhook-tls');
+  const tlsDir = path.join(clusterDir, `webhook-tls-${configName}`);
   mkdirSync(tlsDir, { recursive: true });
   mkdirSync(path.join(clusterDir, 'logs'), { recursive: true });
   const bundle = generateCertificates({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });

@@ -1,0 +1,5 @@
+// `canary-gate resume NAME`: see actions.ts.
+
+import { actionCommand } from './actions.js';
+
+export const command = actionCommand('resume');
