@@ -5,6 +5,7 @@
 // candidate, the simplest way to never act on a stale term.
 
 import http from 'node:http';
+import https from 'node:https';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -125,6 +126,7 @@ export async function runReconciler(opts: ReconcilerProcessOptions): Promise<num
   const kc = new k8s.KubeConfig();
   if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
   else kc.loadFromDefault();
+  await shareConnections(kc);
 
   const registry = new Registry();
   const events = new EventRecorder({ kubeConfig: kc, reportingInstance: opts.identity, logger: log });
@@ -215,6 +217,34 @@ export async function runReconciler(opts: ReconcilerProcessOptions): Promise<num
   // Give shutdown() a moment to finish its awaits.
   await new Promise((r) => setTimeout(r, 10));
   return exitCode;
+}
+
+/**
+ * client-node 1.x builds a new https.Agent for every request, so every API
+ * call pays a TLS handshake (measured: 1,979 handshakes for 1,970 requests,
+ * step lag p99 0.5-3 s at 100 progressing canaries). One keep-alive agent for
+ * all clients; authentication headers (rotating tokens) are still applied per
+ * request by the original hook.
+ */
+async function shareConnections(kc: k8s.KubeConfig): Promise<void> {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster || cluster.proxyUrl || !cluster.server.startsWith('https:')) return;
+  const tls: https.RequestOptions = {};
+  await kc.applyToHTTPSOptions(tls);
+  const agent = new https.Agent({
+    keepAlive: true,
+    maxSockets: 32,
+    ...(tls.ca ? { ca: tls.ca } : {}),
+    ...(tls.cert ? { cert: tls.cert } : {}),
+    ...(tls.key ? { key: tls.key } : {}),
+    ...(tls.rejectUnauthorized !== undefined ? { rejectUnauthorized: tls.rejectUnauthorized } : {}),
+    ...(tls.servername ? { servername: tls.servername } : {}),
+  });
+  const apply = kc.applySecurityAuthentication.bind(kc);
+  kc.applySecurityAuthentication = async (ctx) => {
+    await apply(ctx);
+    ctx.setAgent(agent);
+  };
 }
 
 export const command: Command = {

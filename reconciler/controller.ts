@@ -63,6 +63,8 @@ export class Reconciler {
   private readonly byTarget = new Map<string, Set<string>>();
   /** resourceVersion of the last status this process wrote, per Canary key. */
   private readonly lastWritten = new Map<string, string>();
+  /** resourceVersion of the last promotion write to each Canary's target. */
+  private readonly targetWritten = new Map<string, string>();
   private running?: Promise<void>;
   private readonly m: ReturnType<typeof reconcilerMetrics>;
   private readonly metrics!: MetricChecker;
@@ -151,6 +153,7 @@ export class Reconciler {
     canaries.on('delete', (c) => {
       this.unindex(c);
       this.lastWritten.delete(keyOf(c));
+      this.targetWritten.delete(keyOf(c));
     });
     onAny(deployments, (d) => this.onWorkload('Deployment', d));
     onAny(services, (s) => this.onWorkload('Service', s));
@@ -264,6 +267,9 @@ export class Reconciler {
 
   /** One namespace label opts every Deployment in: each gets a Canary from the defaults. */
   private maybeCreateCanary(d: k8s.V1Deployment): void {
+    // While the caches fill, a Canary may exist that the cache has not shown
+    // yet; startWorkers() replays every Deployment once they are synced.
+    if (!this.running) return;
     const ns = d.metadata?.namespace ?? '';
     const namespace = this.caches.namespaces.get('', ns);
     if (namespace?.metadata?.labels?.[NAMESPACE_ENABLED_LABEL] !== TRUE) return;
@@ -304,6 +310,14 @@ export class Reconciler {
     // the older status could repeat a step. Wait for the cache to catch up.
     const written = this.lastWritten.get(key);
     if (written && olderThan(canary.metadata.resourceVersion, written)) return { requeueAfterMs: 50 };
+    // Likewise for a promotion write: acting before the cache shows it would promote twice.
+    const targetWrite = this.targetWritten.get(key);
+    if (targetWrite) {
+      const ref = canary.spec.targetRef;
+      const target = ref.kind === 'Deployment' ? this.caches.deployments.get(ns, ref.name) : this.caches.services.get(ns, ref.name);
+      if (target && olderThan(target.metadata?.resourceVersion, targetWrite)) return { requeueAfterMs: 50 };
+      this.targetWritten.delete(key);
+    }
 
     const router = this.routers[canary.spec.provider ?? 'kubernetes'] ?? this.routers.kubernetes!;
     const routerContext = this.routerContext(canary);
@@ -333,6 +347,7 @@ export class Reconciler {
         const hooks = (canary.spec.analysis?.webhooks ?? []).filter((h) => h.type === 'post-rollout');
         if (hooks.length) await runGates(hooks, eventPayload(canary, t));
       },
+      targetWritten: (rv) => this.targetWritten.set(key, rv),
       assertLeader: () => {
         if (!this.opts.isLeader()) throw new NotLeaderError('not the leader');
       },

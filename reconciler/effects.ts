@@ -34,6 +34,8 @@ export interface EffectContext {
   runPostRollout(): Promise<void>;
   /** Throws when this process is no longer the leader. */
   assertLeader(): void;
+  /** Told the resourceVersion of a write to the target, so the next sync waits for the cache to show it. */
+  targetWritten?(resourceVersion: string): void;
 }
 
 export class NotLeaderError extends Error {}
@@ -133,10 +135,14 @@ export async function applyEffect(effect: Effect, ctx: EffectContext, api: Effec
       await ctx.router.reconcile(ctx.routerContext);
       return;
     case 'remove-router':
+      // With the target gone (a namespace being deleted) there is no traffic to
+      // protect; the router's objects are owned by the Canary and collected with it.
+      if (!ctx.target) return;
       ctx.assertLeader();
       await ctx.router.finalize(ctx.routerContext);
       return;
     case 'set-weight': {
+      if (!ctx.target) return; // nothing left to route to
       const current = ctx.router.getWeights(ctx.routerContext);
       const match = canary.spec.analysis?.match;
       if (current.canary === effect.weight && ctx.router.name === 'gatewayapi' && !match?.length) return;
@@ -247,11 +253,13 @@ async function promote(revision: string, ctx: EffectContext, api: EffectClients,
     ops.push({ op: 'replace', path: '/spec', value: promotedServiceSpec((target as k8s.V1Service).spec ?? {}, pending.spec) });
   }
   ops.push({ op: 'remove', path: annotationPath(PENDING_REVISION) }, { op: 'remove', path: annotationPath(PENDING_SPEC) });
-  await write(() =>
-    ctx.canary.spec.targetRef.kind === 'Deployment'
-      ? api.apps.patchNamespacedDeployment({ name, namespace: ns, body: ops }, jsonPatch)
-      : api.core.patchNamespacedService({ name, namespace: ns, body: ops }, jsonPatch),
-  );
+  await write(async () => {
+    const res: { metadata?: { resourceVersion?: string } } =
+      ctx.canary.spec.targetRef.kind === 'Deployment'
+        ? await api.apps.patchNamespacedDeployment({ name, namespace: ns, body: ops }, jsonPatch)
+        : await api.core.patchNamespacedService({ name, namespace: ns, body: ops }, jsonPatch);
+    if (res?.metadata?.resourceVersion) ctx.targetWritten?.(res.metadata.resourceVersion);
+  });
 }
 
 /** The pending Service spec with the live object's server-allocated fields kept. */

@@ -31,7 +31,10 @@ export async function mochaGlobalSetup(): Promise<void> {
   webhook = await startWebhook({
     configName: 'canary-gate-e2e',
     logName: 'webhook-e2e',
-    namespaceExpressions: [{ key: DEMO_NAMESPACE_LABEL, operator: 'DoesNotExist' }],
+    namespaceExpressions: [
+      { key: DEMO_NAMESPACE_LABEL, operator: 'DoesNotExist' },
+      { key: 'canarygate.dev/bench', operator: 'DoesNotExist' },
+    ],
   });
   process.env.CANARY_GATE_E2E_WEBHOOK_PORT = String(webhook.port);
   process.env.CANARY_GATE_E2E_WEBHOOK_METRICS_PORT = String(webhook.metricsPort);
