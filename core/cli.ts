@@ -16,6 +16,13 @@ const commands: Record<string, () => Promise<{ command: Command }>> = {
   reconciler: () => import('../reconciler/command.js'),
   certs: () => import('../certs/command.js'),
   manifests: () => import('../deploy/command.js'),
+  status: () => import('../reconciler/cli/status.js'),
+  watch: () => import('../reconciler/cli/watch.js'),
+  promote: () => import('../reconciler/cli/promote.js'),
+  abort: () => import('../reconciler/cli/abort.js'),
+  retry: () => import('../reconciler/cli/retry.js'),
+  pause: () => import('../reconciler/cli/pause.js'),
+  resume: () => import('../reconciler/cli/resume.js'),
 };
 
 async function usage(): Promise<string> {

@@ -167,6 +167,12 @@ class Machine {
       return this.requeue(10_000);
     }
     if (obs.analysis.suspend) {
+      // Pausing must not make an abort wait: stopping a bad change is always allowed.
+      const running = ['Waiting', 'Progressing', 'WaitingPromotion'].includes(this.status.phase ?? '');
+      if (running && obs.commands.abort && obs.commands.abort === this.status.pendingRevision) {
+        this.effects.push({ type: 'clear-command', command: 'abort' });
+        return this.rollback('Aborted', 'aborted on request (while paused)');
+      }
       this.status.message = 'suspended: spec.suspend is true';
       return;
     }
@@ -235,6 +241,7 @@ class Machine {
     if (this.status.phase === 'Failed' && pending === this.status.failedRevision) {
       if (commands.retry !== pending) return; // a failed revision waits for a new one or an explicit retry
       this.effects.push({ type: 'clear-command', command: 'retry' });
+      this.clearCommandsFor(pending);
       this.event('Normal', 'Retry', `retrying revision ${pending} on request`);
     }
     this.start(pending, results);
@@ -460,6 +467,7 @@ class Machine {
 
   private finalise(): void {
     const revision = this.status.pendingRevision ?? '';
+    this.clearCommandsFor(revision);
     this.effects.push({ type: 'set-weight', weight: 0, revision }, { type: 'scale-canary-to-zero' }, { type: 'run-gates', gateType: 'post-rollout' });
     this.status.canaryWeight = 0;
     this.status.lastPromotedRevision = revision;
@@ -471,6 +479,7 @@ class Machine {
 
   private rollback(reason: string, why: string): void {
     const revision = this.status.pendingRevision ?? this.obs.target.pendingRevision ?? '';
+    this.clearCommandsFor(revision);
     this.effects.push({ type: 'set-weight', weight: 0, revision }, { type: 'scale-canary-to-zero' }, { type: 'run-gates', gateType: 'post-rollout' });
     this.status.canaryWeight = 0;
     this.status.failedRevision = revision;
@@ -483,6 +492,7 @@ class Machine {
   /** The pending revision was withdrawn (the user went back to the stable spec). */
   private cancel(): void {
     const revision = this.status.pendingRevision ?? '';
+    this.clearCommandsFor(revision);
     this.effects.push({ type: 'set-weight', weight: 0, revision }, { type: 'scale-canary-to-zero' });
     this.status.canaryWeight = 0;
     delete this.status.pendingRevision;
@@ -503,6 +513,15 @@ class Machine {
   }
 
   // ------------------------------------------------------------ helpers
+
+  /** A promote/abort of a finished run must not act on a later run of the same revision. */
+  private clearCommandsFor(revision: string): void {
+    for (const command of ['promote', 'abort'] as const) {
+      if (this.obs.commands[command] !== revision) continue;
+      if (this.effects.some((e) => e.type === 'clear-command' && e.command === command)) continue;
+      this.effects.push({ type: 'clear-command', command });
+    }
+  }
 
   private currentCopyWeight(): number {
     const a = this.obs.analysis;

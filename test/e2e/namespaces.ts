@@ -15,6 +15,15 @@ export async function createNamespace(prefix: string, opts: { enabled?: boolean 
   return name;
 }
 
+/**
+ * Deletes a test namespace. Its reconciler is usually stopped already, so
+ * nothing would remove the Canaries' finalizers: drop them here, or the
+ * namespace would stay Terminating.
+ */
 export async function deleteNamespace(name: string): Promise<void> {
   await kubectl(['delete', 'namespace', name, '--wait=false', '--ignore-not-found']);
+  const list = await kubectl(['-n', name, 'get', 'canaries.canarygate.dev', '-o', 'name']);
+  for (const canary of list.stdout.split('\n').filter(Boolean)) {
+    await kubectl(['-n', name, 'patch', canary, '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
+  }
 }

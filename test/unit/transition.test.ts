@@ -697,6 +697,18 @@ describe('transition: the rollout state machine', () => {
       assert.ok(!types(t).includes('promote-target'));
     });
 
+    it('rolls back on an abort even while the Canary is paused', () => {
+      const t = transition(progressing({ commands: { abort: NEXT }, spec: { suspend: true } }));
+      assert.equal(t.status.phase, 'Failed');
+      assert.ok(t.effects.some((e) => e.type === 'clear-command' && e.command === 'abort'));
+    });
+
+    it('clears a promote request left over from a run that was rolled back, so a retry starts from the first step', () => {
+      const failedRun = reconcile(progressing({ commands: { promote: NEXT }, analysis: { threshold: 1, metrics: [{ name: 'error-rate', templateRef: { name: 'error-rate' } }] } }), answer({ metric: metric(false) }));
+      assert.equal(failedRun.status.phase, 'Failed');
+      assert.ok(failedRun.effects.some((e) => e.type === 'clear-command' && e.command === 'promote'), 'the leftover promote request is cleared');
+    });
+
     it('ignores an abort command for another revision', () => {
       const t = transition(progressing({ commands: { abort: 'old-one' } }));
       assert.equal(t.status.phase, 'Progressing');
