@@ -14,6 +14,7 @@ import { NAMESPACE_ENABLED_LABEL } from '../../core/annotations.js';
 import { GateServer } from '../e2e/gate-server.js';
 import { cliPath, clusterDown, clusterUp, kubeconfigPath, kubectl, kubectlOk, repoRoot } from '../e2e/cluster.js';
 import { startReconciler, type RunningReconciler } from '../e2e/reconciler-process.js';
+import { deleteNamespace } from '../e2e/namespaces.js';
 import { waitFor } from '../e2e/wait.js';
 import { DEMO_NAMESPACE_LABEL, RECONCILER_USER, reconcilerRbacForUser, startWebhook, type RunningWebhook } from '../e2e/webhook-process.js';
 
@@ -45,10 +46,12 @@ async function main(): Promise<number> {
       return;
     }
     say('cleaning up what the demo started');
+    // The namespace goes first, while the reconciler still runs to release its Canary.
+    await kubectl(['delete', 'namespace', NAMESPACE, '--ignore-not-found', '--timeout=30s']);
+    await deleteNamespace(NAMESPACE);
     await reconciler?.stop();
     await webhook?.stop();
     await gate.stop();
-    await kubectl(['delete', 'namespace', NAMESPACE, '--wait=false', '--ignore-not-found']);
     if (!clusterWasUp) await clusterDown();
   };
   let interrupted = false;
@@ -67,7 +70,8 @@ async function main(): Promise<number> {
       input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: reconcilerRbacForUser(RECONCILER_USER) }),
     });
 
-    await kubectl(['delete', 'namespace', NAMESPACE, '--ignore-not-found', '--timeout=60s']);
+    await deleteNamespace(NAMESPACE); // a leftover from an interrupted run
+    await waitFor(`namespace ${NAMESPACE} from an earlier run to be gone`, async () => (await kubectl(['get', 'namespace', NAMESPACE])).code !== 0, { timeoutMs: 60_000 });
     await kubectlOk(['create', '-f', '-'], {
       input: JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NAMESPACE, labels: { [NAMESPACE_ENABLED_LABEL]: 'true', [DEMO_NAMESPACE_LABEL]: 'true' } } }),
     });

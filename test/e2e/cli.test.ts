@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 // The operator CLI end to end: `canary-gate status|watch|promote|abort|retry|
 // pause|resume` run as child processes (stdout not a terminal, so `watch`
 // prints plain lines) against the real control plane, the real webhook and a
@@ -29,6 +30,22 @@ const TS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ /;
 
 function cli(args: string[], timeoutMs = 150_000): Promise<RunResult> {
   return run(process.execPath, [cliPath, ...args], { env: { KUBECONFIG: kubeconfigPath }, timeoutMs });
+}
+
+/**
+ * Starts `canary-gate watch` and resolves once it has read the state and says
+ * what it watches (on a loaded machine Node's start-up alone can take seconds),
+ * so that the test changes the world only after the watch is looking.
+ */
+async function startWatch(args: string[]): Promise<{ done: Promise<RunResult> }> {
+  const child = spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, KUBECONFIG: kubeconfigPath } });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const done = new Promise<RunResult>((resolve) => child.on('exit', (code) => resolve({ code: code ?? 1, stdout, stderr })));
+  await waitFor('watch to be watching a revision', () => / checks \d+\/\d+/.test(stdout) || child.exitCode !== null, { timeoutMs: 30_000, intervalMs: 100 });
+  return { done };
 }
 
 async function get<T>(ns: string, kind: string, name: string): Promise<T | undefined> {
@@ -210,20 +227,18 @@ describe('the operator CLI on a real control plane', function () {
     assert.match(timedOut.stdout, new RegExp(`result: timed out after 3s waiting for revision ${rev}`));
 
     await waitHeld(name, rev, 'gone-traffic');
-    const watching = cli(['watch', '-n', ns, name, '--timeout', '60s']);
-    await sleep(1500);
+    const watching = await startWatch(['watch', '-n', ns, name, '--timeout', '60s']);
     await applyJson(ns, deployment(name, { image: 'example.test/gone:1', replicas: 2 })); // back to the stable spec
-    const r = await watching;
+    const r = await watching.done;
     assert.equal(r.code, 3, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, new RegExp(`result: the rollout of revision ${rev} was cancelled`));
 
     // A new run, then the Canary is deleted under the watch.
     const rev3 = await newImage(name, '3');
     await waitHeld(name, rev3, 'gone-traffic');
-    const watching3 = cli(['watch', '-n', ns, name, '--timeout', '60s']);
-    await sleep(1500);
+    const watching3 = await startWatch(['watch', '-n', ns, name, '--timeout', '60s']);
     await kubectlOk(['-n', ns, 'delete', 'canary', name, '--wait=false']);
-    const d = await watching3;
+    const d = await watching3.done;
     assert.equal(d.code, 3, `${d.stdout}\n${d.stderr}`);
     assert.match(d.stdout, /result: the Canary (is being deleted|was deleted) \(exit 3\)/);
   });
