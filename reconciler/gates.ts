@@ -17,6 +17,7 @@
 // short snippet of a response body.
 
 import type { CanaryWebhook, WebhookType } from '../core/api/types.js';
+import { networkReason } from './metrics/http.js';
 import { parseDuration } from './analysis-config.js';
 import type { CheckResult } from './transition.js';
 
@@ -177,7 +178,7 @@ async function attempt(target: Target, body: string, timeoutMs: number, opts: Ga
   } catch (err) {
     if (timeout.aborted) return { ok: false, retryable: true, reason: `timed out after ${formatMs(timeoutMs)}` };
     if (opts.signal?.aborted) return { ok: false, retryable: false, reason: 'cancelled' };
-    return { ok: false, retryable: true, reason: networkReason(err, target) };
+    return { ok: false, retryable: true, reason: networkReason(err) };
   }
   const status = `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}`;
   if (res.status >= 200 && res.status <= 202) {
@@ -209,36 +210,6 @@ async function readSnippet(res: Response): Promise<string> {
   }
   const text = Buffer.concat(chunks).subarray(0, SNIPPET_READ_BYTES).toString('utf8').replace(/\s+/g, ' ').trim();
   return text.length > SNIPPET_CHARS ? `${text.slice(0, SNIPPET_CHARS)}…` : text;
-}
-
-const NETWORK_CODES: Record<string, string> = {
-  ECONNREFUSED: 'connection refused',
-  ECONNRESET: 'connection reset',
-  ENOTFOUND: 'host not found',
-  EAI_AGAIN: 'DNS lookup failed',
-  EHOSTUNREACH: 'host unreachable',
-  ENETUNREACH: 'network unreachable',
-  ETIMEDOUT: 'connection timed out',
-  EPIPE: 'connection closed',
-  UND_ERR_SOCKET: 'connection closed',
-  UND_ERR_CONNECT_TIMEOUT: 'connection timed out',
-  CERT_HAS_EXPIRED: 'TLS certificate expired',
-  DEPTH_ZERO_SELF_SIGNED_CERT: 'self-signed TLS certificate',
-  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'TLS certificate not trusted',
-  ERR_TLS_CERT_ALTNAME_INVALID: 'TLS certificate does not match the host',
-};
-
-/** Why a request failed before any response, in words, without the URL. */
-function networkReason(err: unknown, target: Target): string {
-  let e: unknown = err;
-  for (let depth = 0; depth < 4 && e && typeof e === 'object'; depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string') return NETWORK_CODES[code] ? `${NETWORK_CODES[code]} (${code})` : `network error (${code})`;
-    e = (e as { cause?: unknown }).cause;
-  }
-  const message = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
-  // Whatever the message says, it must not echo the URL.
-  return `network error: ${message.split(target.url).join(target.host).slice(0, SNIPPET_CHARS)}`;
 }
 
 function formatMs(ms: number): string {

@@ -211,6 +211,8 @@ const NETWORK_CODES: Record<string, string> = {
   ENETUNREACH: 'network unreachable',
   ETIMEDOUT: 'connection timed out',
   EPIPE: 'connection closed',
+  UND_ERR_SOCKET: 'connection closed',
+  UND_ERR_CONNECT_TIMEOUT: 'connection timed out',
   EPROTO: 'TLS handshake failed',
   ERR_SSL_WRONG_VERSION_NUMBER: 'TLS handshake failed (is the server plain HTTP?)',
   CERT_HAS_EXPIRED: 'TLS certificate expired',
@@ -223,7 +225,7 @@ const NETWORK_CODES: Record<string, string> = {
   HPE_INVALID_STATUS: 'the server did not answer HTTP',
 };
 
-/** Why a request failed before a response, in words, without the URL. */
+/** Why a request failed before a response, in words, without the URL (shared by gates, metrics and alerts). */
 export function networkReason(err: unknown): string {
   let e: unknown = err;
   for (let depth = 0; depth < 4 && e && typeof e === 'object'; depth++) {

@@ -11,6 +11,7 @@ import { reconcilerLeaderElectionRole } from '../../deploy/manifests.js';
 import { startReconciler, type RunningReconciler } from './reconciler-process.js';
 import { RECONCILER_USER } from './webhook-process.js';
 import { sleep, waitFor } from './wait.js';
+import { Rng } from '../fixtures/rng.js';
 
 async function get<T>(ns: string, kind: string, name: string): Promise<T | undefined> {
   const r = await kubectl(['-n', ns, 'get', kind, name, '-o', 'json']);
@@ -31,18 +32,6 @@ function canary(name: string, analysis: Record<string, unknown>) {
   };
 }
 
-/** A small seeded PRNG (mulberry32), so a failing run can be repeated. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 async function setUp(ns: string, name: string, analysis: Record<string, unknown>) {
   await apply(ns, canary(name, analysis));
   await apply(ns, deployment(name, { image: `example.test/${name}:1`, replicas: 2 }));
@@ -58,7 +47,8 @@ describe('resilience of the reconciler', function () {
 
   it('finishes every rollout correctly though the reconciler is killed with SIGKILL at random instants', async function () {
     const seed = Number(process.env.RESILIENCE_SEED ?? Date.now() % 100000);
-    const random = prng(seed);
+    const rng = new Rng(seed);
+    const random = () => rng.next();
     const ns = await createNamespace('kill');
     let reconciler: RunningReconciler | undefined;
     try {

@@ -22,6 +22,7 @@ import {
   type TargetView,
   type Transition,
 } from '../../reconciler/transition.js';
+import { Rng } from '../fixtures/rng.js';
 
 // ------------------------------------------------------------------ builder
 
@@ -858,28 +859,6 @@ describe('transition: the rollout state machine', () => {
   // ---------------------------------------------------------------- crash-resume property
 
   describe('crash-resume (randomised)', () => {
-    /** mulberry32 */
-    class Rng {
-      private state: number;
-      constructor(seed: number) {
-        this.state = seed >>> 0;
-      }
-      next(): number {
-        let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-      }
-      int(n: number): number {
-        return Math.floor(this.next() * n);
-      }
-      chance(p: number): boolean {
-        return this.next() < p;
-      }
-      pick<T>(items: readonly T[]): T {
-        return items[this.int(items.length)] as T;
-      }
-    }
 
     type Outcome = 'pass' | 'fail' | 'flaky';
 

@@ -22,33 +22,12 @@ import {
   unmanagedDeployment,
   withImage,
 } from '../fixtures/objects.js';
+import { Rng } from '../fixtures/rng.js';
 
 const HTTP_CASES = 2000;
 const DIRECT_CASES = 1500;
 const MAX_BODY = 2 * 1024 * 1024;
 
-/** mulberry32: small, fast, good enough to drive a fuzzer. */
-class Rng {
-  private state: number;
-  constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-  next(): number {
-    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)] as T;
-  }
-}
 
 const seed = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : Math.floor(Math.random() * 2 ** 32);
 
