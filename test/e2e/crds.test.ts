@@ -2,7 +2,8 @@
 // subresource and printer columns are the API server's, not a mock's.
 
 import assert from 'node:assert/strict';
-import { kubectl, kubectlOk } from './cluster.js';
+import path from 'node:path';
+import { kubectl, kubectlOk, repoRoot } from './cluster.js';
 import { createNamespace, deleteNamespace } from './namespaces.js';
 
 function canary(name: string, analysis: Record<string, unknown>, extra: Record<string, unknown> = {}) {
@@ -63,5 +64,22 @@ describe('CRDs on a real API server', function () {
     await kubectlOk(['-n', ns, 'patch', 'canary', 'cols', '--type=merge', '-p', JSON.stringify({ status: { phase: 'Succeeded' } })]);
     const phase = await kubectlOk(['-n', ns, 'get', 'canary', 'cols', '-o', 'jsonpath={.status.phase}']);
     assert.equal(phase, 'Progressing');
+  });
+
+  it('the whole install (kustomize base) is accepted by the API server', async function () {
+    // Server-side dry-run: every object is defaulted, validated and admitted by
+    // the real API server (RBAC, webhook configuration, PDBs, Jobs...), nothing is stored.
+    const out = await kubectlOk(['apply', '--dry-run=server', '-k', path.join(repoRoot, 'deploy/base')]);
+    const expected = [
+      'customresourcedefinition.apiextensions.k8s.io/canaries.canarygate.dev',
+      'clusterrole.rbac.authorization.k8s.io/canary-gate-reconciler',
+      'deployment.apps/canary-gate-webhook',
+      'deployment.apps/canary-gate-reconciler',
+      'mutatingwebhookconfiguration.admissionregistration.k8s.io/canary-gate',
+      'poddisruptionbudget.policy/canary-gate-webhook',
+      'cronjob.batch/canary-gate-certs-renew',
+    ];
+    const accepted = new Set(out.split('\n').filter((l) => l.endsWith('(server dry run)')).map((l) => l.split(' ')[0]));
+    for (const name of expected) assert.ok(accepted.has(name), `${name} accepted, in:\n${out}`);
   });
 });
