@@ -394,6 +394,7 @@ export class Reconciler {
 
   /** Counts finished runs and their duration (from the run's start to its end). */
   private observeOutcome(observed: Observed, t: Transition): void {
+    if (t.events.some((e) => e.reason === 'WebhookBypassed')) this.m.bypasses.inc();
     const before = observed.status.phase;
     const after = t.status.phase;
     if (before === after || !after) return;
@@ -512,6 +513,7 @@ function reconcilerMetrics(r: Registry) {
       ['outcome'],
       [5, 15, 30, 60, 120, 300, 600, 1200, 3600],
     ) as Histogram,
+    bypasses: r.counter('canary_gate_webhook_bypasses_total', 'Live specs that changed without a pending revision (the webhook was down or bypassed).'),
     gateResults: r.counter('canary_gate_gate_results_total', 'Webhook gate results by gate type and result.', ['type', 'result']),
     queueDepth: r.gauge('canary_gate_reconciler_queue_depth', 'Canaries waiting for a worker.') as Gauge,
     apiWrites: r.gauge('canary_gate_reconciler_api_writes', 'API writes made by effects since start.') as Gauge,

@@ -120,5 +120,6 @@ describe('adoption, deletion and the safety net', function () {
     assert.ok(c.status?.lastPromotedRevision);
     const events = await kubectlOk(['-n', ns, 'get', 'events', '--field-selector', `involvedObject.name=${name},involvedObject.kind=Canary,type=Warning`, '-o', 'jsonpath={.items[*].reason}']);
     assert.match(events, /WebhookBypassed/);
+    assert.match(await reconciler.metrics(), /^canary_gate_webhook_bypasses_total 1$/m, 'counted in the reconciler metrics');
   });
 });
