@@ -271,7 +271,10 @@ class Machine {
     this.status.failedChecks = 0;
     this.status.iterations = 0;
     this.status.progressStartedAt = iso(this.obs.now);
-    delete this.status.lastStepTime;
+    // The first step is due an interval from now: every weight, the first
+    // included, is held for at least one interval before the run moves on, so
+    // even a Canary with no checks is never promoted the moment its copy is ready.
+    this.status.lastStepTime = iso(this.obs.now);
     delete this.status.failedRevision;
     delete this.status.preRolloutPassed;
     this.status.metrics = [];

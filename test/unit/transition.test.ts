@@ -256,14 +256,26 @@ describe('transition: the rollout state machine', () => {
   });
 
   describe('starting a run', () => {
-    it('starts analysing a pending revision in the same call, without waiting for an interval', () => {
+    it('never promotes a Canary without checks the moment its copy is ready: the single weight is held an interval', () => {
+      // stepWeight = maxWeight: the kubernetes router starts at the final weight.
+      const analysis: CanaryAnalysis = { interval: '30s', stepWeight: 50, maxWeight: 50 };
+      const start = transition(observed({ analysis, target: { pendingRevision: NEXT } }));
+      const early = transition(progressing({ analysis, status: start.status, now: T0 + 1 * SEC }));
+      assert.notEqual(early.status.phase, 'Promoting');
+      assert.ok(!early.effects.some((e) => e.type === 'promote-target'));
+      assert.equal(early.requeueAt, T0 + 30 * SEC);
+      const due = transition(progressing({ analysis, status: start.status, now: T0 + 30 * SEC }));
+      assert.equal(due.status.phase, 'Promoting');
+    });
+
+    it('starts a pending revision in the same call; its first step is due an interval later', () => {
       const t = transition(observed({ target: { pendingRevision: NEXT }, status: initialized({ lastStepTime: iso(T0 - 1000) }) }));
       assert.equal(t.status.phase, 'Progressing');
       assert.equal(t.status.pendingRevision, NEXT);
       assert.equal(t.status.lastAppliedRevision, NEXT);
       assert.equal(t.status.failedChecks, 0);
       assert.equal(t.status.progressStartedAt, iso(T0));
-      assert.equal(t.status.lastStepTime, undefined, 'the first step is due as soon as the copy is ready');
+      assert.equal(t.status.lastStepTime, iso(T0), 'every weight, the first included, is held for an interval');
       assert.deepEqual(effect(t, 'ensure-canary-copy'), { type: 'ensure-canary-copy', revision: NEXT, weight: 10 });
       assert.deepEqual(promoted(t), { status: 'Unknown', reason: 'Progressing' });
       assert.ok(reasons(t).includes('Started'));
@@ -647,7 +659,7 @@ describe('transition: the rollout state machine', () => {
       assert.equal(t.status.pendingRevision, NEWER);
       assert.equal(t.status.canaryWeight, 10);
       assert.equal(t.status.failedChecks, 0);
-      assert.equal(t.status.lastStepTime, undefined);
+      assert.equal(t.status.lastStepTime, iso(T0 + 20 * SEC));
       assert.equal(t.status.progressStartedAt, iso(T0 + 20 * SEC));
       assert.ok(reasons(t).includes('Restarted'));
       assert.deepEqual(effect(t, 'ensure-canary-copy'), { type: 'ensure-canary-copy', revision: NEWER, weight: 10 });
@@ -807,7 +819,7 @@ describe('transition: the rollout state machine', () => {
       const seen: number[] = [];
       let passes = 0;
       for (let i = 0; i < 10 && status.phase === 'Progressing'; i++) {
-        const t = reconcile(progressing({ analysis, status, now: T0 + i * MIN }));
+        const t = reconcile(progressing({ analysis, status, now: T0 + (i + 1) * MIN }));
         assert.ok(!t.asked?.gates.includes('confirm-traffic-increase'));
         assert.ok(t.effects.every((e) => e.type !== 'set-weight' || e.weight === 0), 'no traffic shift');
         status = t.status;
