@@ -5,20 +5,43 @@ import { createHash } from 'node:crypto';
  * serialise to the same text whatever order their keys arrived in.
  */
 export function canonicalJson(value: unknown): string {
-  return JSON.stringify(sortKeys(value));
+  // Written directly rather than through JSON.stringify of a sorted copy: no
+  // intermediate objects on the webhook's hot path. Same rules as JSON.stringify
+  // (undefined and functions dropped from objects, null in arrays, toJSON honoured).
+  return value !== null && typeof value === 'object' ? writeCanonical(value) : (JSON.stringify(value) as string);
 }
 
-function sortKeys(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(sortKeys);
-  if (value === null || typeof value !== 'object') return value;
-  const source = value as Record<string, unknown>;
-  // No prototype: a key named __proto__ is then an ordinary member, as in JSON.
-  const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
-  for (const key of Object.keys(source).sort()) {
-    const v = source[key];
-    if (v !== undefined) out[key] = sortKeys(v);
+function writeCanonical(value: unknown): string {
+  if (value === null) return 'null';
+  switch (typeof value) {
+    case 'string':
+    case 'number':
+      return JSON.stringify(value);
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'object':
+      break;
+    default:
+      return 'null'; // undefined, function, symbol inside an array
   }
-  return out;
+  const v = value as { toJSON?: () => unknown };
+  if (typeof v.toJSON === 'function') return writeCanonical(v.toJSON());
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) out += (i ? ',' : '') + writeCanonical(value[i]);
+    return out + ']';
+  }
+  const source = value as Record<string, unknown>;
+  const keys = Object.keys(source).sort();
+  let out = '{';
+  let first = true;
+  for (const key of keys) {
+    const member = source[key];
+    if (member === undefined || typeof member === 'function' || typeof member === 'symbol') continue;
+    out += (first ? '' : ',') + JSON.stringify(key) + ':' + writeCanonical(member);
+    first = false;
+  }
+  return out + '}';
 }
 
 /** Length of a revision id in hex characters (48 bits: collisions are not a practical concern per object). */
