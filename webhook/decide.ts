@@ -166,7 +166,7 @@ export function decide(request: AdmissionRequest, config: DecideConfig): DecideR
 
   const patch: JsonPatchOp[] = [];
   if (restore) {
-    if (target === 'Deployment') patch.push({ op: 'replace', path: '/spec/template', value: old.spec?.template });
+    if (target === 'Deployment') patch.push(...restoreOps('/spec/template', incoming.spec?.template, old.spec?.template));
     else patch.push({ op: 'replace', path: '/spec', value: old.spec });
   }
   const annotationOps = controlAnnotationPatch(incoming, desired);
@@ -241,6 +241,50 @@ function pick(source: Record<string, string> | undefined, keys: readonly string[
   if (!source) return out;
   for (const k of keys) if (source[k] !== undefined) out[k] = source[k];
   return out;
+}
+
+/** Above this many operations, one replace of the whole subtree is smaller and simpler. */
+const MAX_RESTORE_OPS = 16;
+
+/**
+ * Operations that turn `from` (the incoming template) back into `to` (the
+ * stable one), touching only the parts that differ: an image change becomes
+ * one small replace instead of the whole template in every answer. Only the
+ * two templates are walked, never the whole object.
+ */
+export function restoreOps(path: string, from: unknown, to: unknown): JsonPatchOp[] {
+  const ops: JsonPatchOp[] = [];
+  if (!diffInto(path, from, to, ops) || ops.length > MAX_RESTORE_OPS) return [{ op: 'replace', path, value: to }];
+  return ops;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** Appends the operations; false when the walk gave up (too many differences). */
+function diffInto(path: string, from: unknown, to: unknown, ops: JsonPatchOp[]): boolean {
+  if (jsonEqual(from, to)) return true;
+  if (ops.length > MAX_RESTORE_OPS) return false;
+  if (isPlainObject(from) && isPlainObject(to)) {
+    for (const key of Object.keys(from)) {
+      if (from[key] !== undefined && to[key] === undefined) ops.push({ op: 'remove', path: `${path}/${escapePointer(key)}` });
+    }
+    for (const key of Object.keys(to)) {
+      const want = to[key];
+      if (want === undefined) continue;
+      const sub = `${path}/${escapePointer(key)}`;
+      if (from[key] === undefined || !Object.prototype.hasOwnProperty.call(from, key)) ops.push({ op: 'add', path: sub, value: want });
+      else if (!diffInto(sub, from[key], want, ops)) return false;
+    }
+    return true;
+  }
+  if (Array.isArray(from) && Array.isArray(to) && from.length === to.length) {
+    for (let i = 0; i < to.length; i++) if (!diffInto(`${path}/${i}`, from[i] ?? null, to[i] ?? null, ops)) return false;
+    return true;
+  }
+  ops.push({ op: 'replace', path, value: to });
+  return true;
 }
 
 /** JSON pointer escaping (RFC 6901) for one path segment. */

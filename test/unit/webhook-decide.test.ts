@@ -19,6 +19,7 @@ import {
   unmanagedDeployment,
   withImage,
 } from '../fixtures/objects.js';
+import { Rng } from '../fixtures/rng.js';
 
 const config: DecideConfig = { reconcilerUsers: new Set([RECONCILER]) };
 
@@ -590,5 +591,45 @@ describe('decide(): jsonEqual, the order-insensitive comparison on the hot path'
     assert.equal(jsonEqual({ a: null }, {}), false);
     assert.equal(jsonEqual([], {}), false);
     assert.equal(jsonEqual(undefined, null), false);
+  });
+});
+
+describe('decide(): the restoring patch touches only what changed', () => {
+  it('restores an image change with one small replace', () => {
+    const stable = deployment();
+    const { result } = run(request(withImage(stable, '9.9.9'), stable));
+    const restore = (result.patch ?? []).filter((op) => op.path.startsWith('/spec/template'));
+    assert.equal(restore.length, 1);
+    assert.match(restore[0]?.path ?? '', /^\/spec\/template\/spec\/containers\/\d+\/image$/);
+  });
+
+  it('always gives back exactly the stable template for randomly mutated templates (seeded)', () => {
+    const seed = Number(process.env.RESTORE_SEED ?? Date.now() % 100000);
+    const rng = new Rng(seed);
+    const stable = deployment();
+    const keys = ['a', 'b/c', 'd~e', 'image', 'x'];
+    const mutate = (v: unknown, depth: number): unknown => {
+      if (v === null || typeof v !== 'object' || depth > 6) return rng.chance(0.5) ? `v${rng.int(5)}` : v;
+      if (Array.isArray(v)) {
+        const out = v.map((x) => (rng.chance(0.2) ? mutate(x, depth + 1) : x));
+        if (rng.chance(0.1)) out.push({ added: rng.int(9) });
+        if (rng.chance(0.1)) out.pop();
+        return out;
+      }
+      const out: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries(v)) {
+        if (rng.chance(0.05)) continue; // removed
+        out[k] = rng.chance(0.2) ? mutate(x, depth + 1) : x;
+      }
+      if (rng.chance(0.1)) out[rng.pick(keys)] = rng.int(100);
+      return out;
+    };
+    for (let i = 0; i < 300; i++) {
+      const next = structuredClone(stable);
+      (next.spec as Record<string, unknown>).template = mutate(structuredClone(template(stable)), 0);
+      const { result, out } = run(request(next, stable));
+      assert.ok(result.decision === 'intercepted' || result.decision === 'unchanged', `seed ${seed}: ${result.decision}`);
+      assert.deepEqual(template(out), template(stable), `seed ${seed}, case ${i}`);
+    }
   });
 });
