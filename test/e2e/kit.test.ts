@@ -11,11 +11,9 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import * as k8s from '@kubernetes/client-node';
 import { pino } from 'pino';
-import { canaryCRD } from '../../deploy/crds.js';
 import { EventRecorder } from '../../reconciler/kit/events.js';
 import { type KubeObject, ResilientInformer } from '../../reconciler/kit/informer.js';
 import { LeaderElector, microTime } from '../../reconciler/kit/leader.js';
-import { patchStatusWithRetry, WriteNotAllowedError } from '../../reconciler/kit/status.js';
 import { kubeConfig, kubectl, kubectlOk } from './cluster.js';
 import { createNamespace, deleteNamespace } from './namespaces.js';
 import { sleep, waitFor } from './wait.js';
@@ -433,73 +431,6 @@ describe('controller kit on a real API server', function () {
       const described = await kubectlOk(['-n', ns, 'describe', 'configmap', 'described']);
       assert.match(described, /Normal\s+Synced\s+.*canarygate\.dev\/reconciler\s+all good/);
       assert.match(described, /Warning\s+CheckFailed\s+.*error rate 7% above 5%/);
-    });
-  });
-
-  describe('patchStatusWithRetry', function () {
-    before(async function () {
-      // Standalone runs (without the suite's fixtures) may lack the CRD.
-      if ((await kubectl(['get', 'crd', canaryCRD.metadata.name])).code !== 0) {
-        await kubectlOk(['apply', '--server-side', '--force-conflicts', '--field-manager=canary-gate-e2e', '-f', '-'], { input: JSON.stringify(canaryCRD) });
-        await kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', `crd/${canaryCRD.metadata.name}`]);
-      }
-    });
-
-    interface CanaryLike extends KubeObject {
-      status?: { phase?: string; message?: string; failedChecks?: number };
-    }
-
-    it('retries a conflicting write on the fresh object, writes only changes, and nothing when nothing changed', async function () {
-      const canary = { apiVersion: 'canarygate.dev/v1alpha1', kind: 'Canary', metadata: { name: 'demo', namespace: ns }, spec: { targetRef: { kind: 'Deployment', name: 'demo' }, service: { port: 80 } } };
-      await waitFor('the Canary to be created', async () => (await kubectl(['create', '-f', '-'], { input: JSON.stringify(canary) })).code === 0, { timeoutMs: 20_000 });
-      const api = kubeConfig().makeApiClient(k8s.CustomObjectsApi);
-      const where = { api, group: 'canarygate.dev', version: 'v1alpha1', plural: 'canaries', namespace: ns, name: 'demo' };
-      const inf = new ResilientInformer<CanaryLike>({ kubeConfig: kubeConfig(), path: `/apis/canarygate.dev/v1alpha1/namespaces/${ns}/canaries`, logger: quiet });
-      inf.start();
-      cleanup.push(() => inf.stop());
-      await waitFor('the Canary in the cache', () => inf.get(ns, 'demo'));
-      const stale = inf.get(ns, 'demo')!;
-
-      // Someone else writes the status after we read it.
-      await kubectlOk(['-n', ns, 'patch', 'canaries.canarygate.dev', 'demo', '--subresource=status', '--type=merge', '-p', '{"status":{"message":"from elsewhere","failedChecks":2}}']);
-
-      const seen: Array<string | undefined> = [];
-      const r = await patchStatusWithRetry<CanaryLike, NonNullable<CanaryLike['status']>>({
-        ...where,
-        // First the (stale) cached copy, then whatever the cache has; the helper falls back to a GET if that is still stale.
-        get: (attempt) => (attempt === 1 ? stale : inf.get(ns, 'demo')),
-        mutate: (status) => {
-          seen.push(status.message);
-          status.phase = 'Progressing';
-          status.failedChecks = (status.failedChecks ?? 0) + 1;
-        },
-      });
-      assert.equal(r.outcome, 'patched');
-      assert.equal(r.attempts, 2, 'one 409, then success');
-      assert.deepEqual(seen, [undefined, 'from elsewhere'], 'the mutation was re-applied to the fresh object');
-      const got = (await api.getNamespacedCustomObject({ group: 'canarygate.dev', version: 'v1alpha1', namespace: ns, plural: 'canaries', name: 'demo' })) as CanaryLike;
-      assert.deepEqual(got.status, { message: 'from elsewhere', failedChecks: 3, phase: 'Progressing' }, 'nothing lost');
-
-      // No change: no write at all.
-      const rv = got.metadata!.resourceVersion;
-      const same = await patchStatusWithRetry<CanaryLike, NonNullable<CanaryLike['status']>>({ ...where, mutate: (s) => void (s.phase = 'Progressing') });
-      assert.equal(same.outcome, 'unchanged');
-      const again = (await api.getNamespacedCustomObject({ group: 'canarygate.dev', version: 'v1alpha1', namespace: ns, plural: 'canaries', name: 'demo' })) as CanaryLike;
-      assert.equal(again.metadata!.resourceVersion, rv, 'resourceVersion unchanged: nothing was written');
-
-      // A removed field is removed (sent as null in the merge patch).
-      const removed = await patchStatusWithRetry<CanaryLike, NonNullable<CanaryLike['status']>>({ ...where, mutate: (s) => void delete s.message });
-      assert.equal(removed.outcome, 'patched');
-      assert.deepEqual((removed.object as CanaryLike).status, { failedChecks: 3, phase: 'Progressing' });
-
-      // A deposed leader does not write.
-      const ac = new AbortController();
-      ac.abort();
-      await assert.rejects(patchStatusWithRetry<CanaryLike, NonNullable<CanaryLike['status']>>({ ...where, signal: ac.signal, mutate: (s) => void (s.phase = 'Failed') }), WriteNotAllowedError);
-
-      // Gone object: reported, not thrown.
-      const gone = await patchStatusWithRetry<CanaryLike, NonNullable<CanaryLike['status']>>({ ...where, name: 'nope', mutate: (s) => void (s.phase = 'Failed') });
-      assert.equal(gone.outcome, 'not-found');
     });
   });
 });
