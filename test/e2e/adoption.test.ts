@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { MANAGED_LABEL, PENDING_REVISION } from '../../core/annotations.js';
 import type { Canary } from '../../core/api/types.js';
-import { kubectl, kubectlOk } from './cluster.js';
+import { kubectl, kubectlOk, getObject as get, applyAsUser as apply } from './cluster.js';
 import { GateServer } from './gate-server.js';
 import { createNamespace, deleteNamespace } from './namespaces.js';
 import { deployment, service } from './objects.js';
@@ -18,13 +18,7 @@ interface Deploy {
   status?: { readyReplicas?: number; availableReplicas?: number };
 }
 
-async function get<T>(ns: string, kind: string, name: string): Promise<T | undefined> {
-  const r = await kubectl(['-n', ns, 'get', kind, name, '-o', 'json']);
-  return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;
-}
 const image = (d: Deploy | undefined) => d?.spec.template.spec.containers[0]?.image;
-const apply = (ns: string, obj: unknown) => kubectlOk(['-n', ns, 'apply', '--server-side', '--field-manager=e2e-user', '-f', '-'], { input: JSON.stringify(obj) });
-
 describe('adoption, deletion and the safety net', function () {
   let ns: string;
   let reconciler: RunningReconciler;

@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Canary } from '../../core/api/types.js';
-import { clusterDir, kubectl, kubectlOk } from './cluster.js';
+import { clusterDir, kubectl, kubectlOk, getObject as get, applyAsUser as apply } from './cluster.js';
 import { GateServer } from './gate-server.js';
 import { createNamespace, deleteNamespace } from './namespaces.js';
 import { deployment, service } from './objects.js';
@@ -53,11 +53,6 @@ async function promValue(query: string): Promise<number | undefined> {
   return v === undefined ? undefined : Number(v);
 }
 
-const get = async <T>(ns: string, kind: string, name: string): Promise<T | undefined> => {
-  const r = await kubectl(['-n', ns, 'get', kind, name, '-o', 'json']);
-  return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;
-};
-const apply = (ns: string, obj: unknown) => kubectlOk(['-n', ns, 'apply', '--server-side', '--field-manager=e2e-user', '-f', '-'], { input: JSON.stringify(obj) });
 const image = (d: { spec: { template: { spec: { containers: { image: string }[] } } } } | undefined) => d?.spec.template.spec.containers[0]?.image;
 
 describe('metric analysis with the real Prometheus', function () {

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import assert from 'node:assert/strict';
 import type { Canary } from '../../core/api/types.js';
 import { MANAGED_LABEL, PENDING_REVISION } from '../../core/annotations.js';
-import { cliPath, kubeconfigPath, kubectl, kubectlOk, run, type RunResult } from './cluster.js';
+import { cliPath, kubeconfigPath, kubectl, kubectlOk, run, type RunResult, getObject as get, applyAsUser as applyJson } from './cluster.js';
 import { GateServer } from './gate-server.js';
 import { createNamespace, deleteNamespace } from './namespaces.js';
 import { deployment, service } from './objects.js';
@@ -46,15 +46,6 @@ async function startWatch(args: string[]): Promise<{ done: Promise<RunResult> }>
   const done = new Promise<RunResult>((resolve) => child.on('exit', (code) => resolve({ code: code ?? 1, stdout, stderr })));
   await waitFor('watch to be watching a revision', () => / checks \d+\/\d+/.test(stdout) || child.exitCode !== null, { timeoutMs: 30_000, intervalMs: 100 });
   return { done };
-}
-
-async function get<T>(ns: string, kind: string, name: string): Promise<T | undefined> {
-  const r = await kubectl(['-n', ns, 'get', kind, name, '-o', 'json']);
-  return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;
-}
-
-function applyJson(ns: string, obj: unknown) {
-  return kubectlOk(['-n', ns, 'apply', '--server-side', '--field-manager=e2e-user', '-f', '-'], { input: JSON.stringify(obj) });
 }
 
 const image = (d: Deploy | undefined) => d?.spec.template.spec.containers[0]?.image;

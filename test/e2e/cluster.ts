@@ -87,3 +87,14 @@ export function custom(): k8s.CustomObjectsApi {
 export function admission(): k8s.AdmissionregistrationV1Api {
   return kubeConfig().makeApiClient(k8s.AdmissionregistrationV1Api);
 }
+
+/** One object as JSON, or undefined when it does not exist. */
+export async function getObject<T>(ns: string, kind: string, name: string): Promise<T | undefined> {
+  const r = await kubectl(['-n', ns, 'get', kind, name, '-o', 'json']);
+  return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;
+}
+
+/** Server-side apply as a user (field manager e2e-user) would; must succeed. */
+export function applyAsUser(ns: string, obj: unknown): Promise<string> {
+  return kubectlOk(['-n', ns, 'apply', '--server-side', '--field-manager=e2e-user', '-f', '-'], { input: JSON.stringify(obj) });
+}

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import type { Canary } from '../../core/api/types.js';
-import { kubectl, kubectlOk } from './cluster.js';
+import { kubectl, kubectlOk, getObject as get, applyAsUser as apply } from './cluster.js';
 import { GateServer } from './gate-server.js';
 import { createNamespace, deleteNamespace } from './namespaces.js';
 import { deployment, service } from './objects.js';
@@ -13,16 +13,10 @@ import { RECONCILER_USER } from './webhook-process.js';
 import { sleep, waitFor } from './wait.js';
 import { Rng } from '../fixtures/rng.js';
 
-async function get<T>(ns: string, kind: string, name: string): Promise<T | undefined> {
-  const r = await kubectl(['-n', ns, 'get', kind, name, '-o', 'json']);
-  return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;
-}
 interface Deploy {
   spec: { template: { spec: { containers: { image: string }[] } } };
 }
 const image = (d: Deploy | undefined) => d?.spec.template.spec.containers[0]?.image;
-const apply = (ns: string, obj: unknown) => kubectlOk(['-n', ns, 'apply', '--server-side', '--field-manager=e2e-user', '-f', '-'], { input: JSON.stringify(obj) });
-
 function canary(name: string, analysis: Record<string, unknown>) {
   return {
     apiVersion: 'canarygate.dev/v1alpha1',

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { PENDING_REVISION, MANAGED_LABEL } from '../../core/annotations.js';
 import type { Canary } from '../../core/api/types.js';
-import { kubectl, kubectlOk } from './cluster.js';
+import { kubectl, kubectlOk, getObject as get, applyAsUser as applyJson } from './cluster.js';
 import { GateServer } from './gate-server.js';
 import { createNamespace, deleteNamespace } from './namespaces.js';
 import { deployment, service } from './objects.js';
@@ -18,16 +18,7 @@ interface Deploy {
   status?: { readyReplicas?: number };
 }
 
-async function get<T>(ns: string, kind: string, name: string): Promise<T | undefined> {
-  const r = await kubectl(['-n', ns, 'get', kind, name, '-o', 'json']);
-  return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;
-}
-
 const image = (d: Deploy | undefined) => d?.spec.template.spec.containers[0]?.image;
-
-function applyJson(ns: string, obj: unknown) {
-  return kubectlOk(['-n', ns, 'apply', '--server-side', '--field-manager=e2e-user', '-f', '-'], { input: JSON.stringify(obj) });
-}
 
 function canary(name: string, analysis: Record<string, unknown>, extra: Record<string, unknown> = {}) {
   return {

@@ -4,17 +4,11 @@
 
 import assert from 'node:assert/strict';
 import type { Canary } from '../../core/api/types.js';
-import { kubectl, kubectlOk } from './cluster.js';
+import { kubectl, kubectlOk, getObject as get, applyAsUser as apply } from './cluster.js';
 import { createNamespace, deleteNamespace } from './namespaces.js';
 import { deployment, service } from './objects.js';
 import { startReconciler, type RunningReconciler } from './reconciler-process.js';
 import { waitFor } from './wait.js';
-
-async function get<T>(ns: string, kind: string, name: string): Promise<T | undefined> {
-  const r = await kubectl(['-n', ns, 'get', kind, name, '-o', 'json']);
-  return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;
-}
-const apply = (ns: string, obj: unknown) => kubectlOk(['-n', ns, 'apply', '--server-side', '--field-manager=e2e-user', '-f', '-'], { input: JSON.stringify(obj) });
 
 interface Route {
   spec: { rules: { name?: string; matches?: { headers?: { name: string; value: string }[] }[]; backendRefs: { name: string; weight?: number }[] }[] };
