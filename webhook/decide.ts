@@ -10,7 +10,7 @@ import {
   PENDING_SPEC,
   TRUE,
 } from '../core/annotations.js';
-import { canonicalJson, revisionOfCanonical } from '../core/revision.js';
+import { canonicalBytes, revisionOfCanonical } from '../core/revision.js';
 import type { AdmissionRequest, JsonPatchOp, KubeObject } from './admission.js';
 
 export interface DecideConfig {
@@ -122,13 +122,22 @@ export function decide(request: AdmissionRequest, config: DecideConfig): DecideR
   let revision: string | undefined;
   const warnings: string[] = [];
 
-  // Equality that ignores key order, walked in place: no serialisation at
-  // all when the specs are equal, and it stops at the first difference when
-  // they are not. Only a changed spec pays for its canonical form (needed for
-  // the revision and the annotation anyway). This is the hot path: comparing
-  // through two JSON.stringify and two canonicalJson calls cost 2.5x more.
-  const same = jsonEqual(incomingSpec, stableSpec);
-  const canonical = same ? undefined : canonicalJson(incomingSpec);
+  // One walk of the two templates, in place, decides both whether they are
+  // equal (ignoring key order) and which operations restore the stable one:
+  // no serialisation at all when they are equal. Only a changed spec pays
+  // for its canonical form (needed for the revision and the annotation
+  // anyway). A Service spec is compared without its server-allocated fields
+  // and restored whole. This is the hot path: comparing through two
+  // JSON.stringify and two canonicalJson calls cost 2.5x more.
+  let restorePatch: JsonPatchOp[];
+  let same: boolean;
+  if (target === 'Deployment') {
+    restorePatch = restoreOps('/spec/template', incomingSpec, stableSpec);
+    same = restorePatch.length === 0;
+  } else {
+    same = jsonEqual(incomingSpec, stableSpec);
+    restorePatch = same ? [] : [{ op: 'replace', path: '/spec', value: old.spec }];
+  }
 
   if (same) {
     const metadataOnly = METADATA_ONLY_FIELD_MANAGERS.has(request.options?.fieldManager ?? '');
@@ -142,18 +151,21 @@ export function decide(request: AdmissionRequest, config: DecideConfig): DecideR
       revision = oldRevision;
     }
   } else {
-    const text = canonical as string;
+    const bytes = canonicalBytes(incomingSpec);
     const limit = config.maxPendingSpecBytes ?? DEFAULT_MAX_PENDING_SPEC_BYTES;
-    if (Buffer.byteLength(text) > limit) {
+    if (bytes.length > limit) {
       return {
         allowed: false,
         decision: 'rejected',
         message:
-          `canary-gate: the new ${target === 'Deployment' ? 'pod template' : 'Service spec'} is ${Buffer.byteLength(text)} bytes ` +
+          `canary-gate: the new ${target === 'Deployment' ? 'pod template' : 'Service spec'} is ${bytes.length} bytes ` +
           `of JSON, more than the ${limit} bytes a pending revision may hold in an annotation; the update was not applied`,
       };
     }
-    revision = revisionOfCanonical(text);
+    revision = revisionOfCanonical(bytes);
+    // Decoded from the bytes: a flat string, which JSON.stringify of the
+    // patch escapes in one native pass.
+    const text = bytes.toString('utf8');
     restore = true;
     desired = { [PENDING_REVISION]: revision, [PENDING_SPEC]: text };
     if (oldRevision === undefined) decision = 'intercepted';
@@ -164,11 +176,7 @@ export function decide(request: AdmissionRequest, config: DecideConfig): DecideR
     }
   }
 
-  const patch: JsonPatchOp[] = [];
-  if (restore) {
-    if (target === 'Deployment') patch.push(...restoreOps('/spec/template', incoming.spec?.template, old.spec?.template));
-    else patch.push({ op: 'replace', path: '/spec', value: old.spec });
-  }
+  const patch: JsonPatchOp[] = restore ? restorePatch : [];
   const annotationOps = controlAnnotationPatch(incoming, desired);
   const forgeryReverted = annotationOps.length > 0 && !restore && decision !== 'cancelled';
   patch.push(...annotationOps);
@@ -249,46 +257,95 @@ const MAX_RESTORE_OPS = 16;
 /**
  * Operations that turn `from` (the incoming template) back into `to` (the
  * stable one), touching only the parts that differ: an image change becomes
- * one small replace instead of the whole template in every answer. Only the
- * two templates are walked, never the whole object.
+ * one small replace instead of the whole template in every answer. Empty
+ * exactly when the two are equal as jsonEqual() sees it. Only the two
+ * templates are walked, once, never the whole object.
  */
 export function restoreOps(path: string, from: unknown, to: unknown): JsonPatchOp[] {
-  const ops: JsonPatchOp[] = [];
-  if (!diffInto(path, from, to, ops) || ops.length > MAX_RESTORE_OPS) return [{ op: 'replace', path, value: to }];
-  return ops;
+  const walk = new RestoreWalk(path);
+  if (!walk.diff(from, to)) return [{ op: 'replace', path, value: to }];
+  return walk.ops;
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
-/** Appends the operations; false when the walk gave up (too many differences). */
-function diffInto(path: string, from: unknown, to: unknown, ops: JsonPatchOp[]): boolean {
-  if (jsonEqual(from, to)) return true;
-  if (ops.length > MAX_RESTORE_OPS) return false;
-  if (isPlainObject(from) && isPlainObject(to)) {
-    for (const key of Object.keys(from)) {
-      if (from[key] !== undefined && to[key] === undefined) ops.push({ op: 'remove', path: `${path}/${escapePointer(key)}` });
-    }
-    for (const key of Object.keys(to)) {
-      const want = to[key];
-      if (want === undefined) continue;
-      const sub = `${path}/${escapePointer(key)}`;
-      if (from[key] === undefined || !Object.prototype.hasOwnProperty.call(from, key)) ops.push({ op: 'add', path: sub, value: want });
-      else if (!diffInto(sub, from[key], want, ops)) return false;
-    }
-    return true;
+const hasOwn = Object.prototype.hasOwnProperty;
+
+/** An own member only: a key such as "constructor" must not find Object.prototype's. */
+function own(o: Record<string, unknown>, key: string): unknown {
+  return hasOwn.call(o, key) ? o[key] : undefined;
+}
+
+/**
+ * One walk of two values that collects the operations turning the first into
+ * the second. Each pair of values is visited once; the path is kept as a
+ * stack of segments and written out as a JSON pointer only for an operation,
+ * so equal parts (nearly all of a template) cost no strings at all.
+ */
+class RestoreWalk {
+  readonly ops: JsonPatchOp[] = [];
+  private readonly segments: Array<string | number> = [];
+  constructor(private readonly base: string) {}
+
+  private pointer(last?: string): string {
+    let out = this.base;
+    for (const s of this.segments) out += `/${typeof s === 'number' ? s : escapePointer(s)}`;
+    return last === undefined ? out : `${out}/${escapePointer(last)}`;
   }
-  if (Array.isArray(from) && Array.isArray(to) && from.length === to.length) {
-    for (let i = 0; i < to.length; i++) if (!diffInto(`${path}/${i}`, from[i] ?? null, to[i] ?? null, ops)) return false;
-    return true;
+
+  /** Appends an operation; false once there are more than MAX_RESTORE_OPS (the caller replaces the whole subtree). */
+  private emit(op: JsonPatchOp): boolean {
+    return this.ops.push(op) <= MAX_RESTORE_OPS;
   }
-  ops.push({ op: 'replace', path, value: to });
-  return true;
+
+  diff(from: unknown, to: unknown): boolean {
+    if (from === to) return true;
+    if (isPlainObject(from) && isPlainObject(to)) {
+      const fromKeys = Object.keys(from);
+      let matched = 0;
+      for (const key of Object.keys(to)) {
+        const want = to[key];
+        if (want === undefined) continue;
+        const have = own(from, key);
+        if (have !== undefined) matched++;
+        if (have === want) continue;
+        if (have === undefined) {
+          if (!this.emit({ op: 'add', path: this.pointer(key), value: want })) return false;
+          continue;
+        }
+        this.segments.push(key);
+        const ok = this.diff(have, want);
+        this.segments.pop();
+        if (!ok) return false;
+      }
+      // Every member of `from` had its counterpart: nothing to remove.
+      if (matched === fromKeys.length) return true;
+      for (const key of fromKeys) {
+        if (from[key] !== undefined && own(to, key) === undefined && !this.emit({ op: 'remove', path: this.pointer(key) })) return false;
+      }
+      return true;
+    }
+    if (Array.isArray(from) && Array.isArray(to) && from.length === to.length) {
+      for (let i = 0; i < to.length; i++) {
+        const have = from[i] ?? null;
+        const want = to[i] ?? null;
+        if (have === want) continue;
+        this.segments.push(i);
+        const ok = this.diff(have, want);
+        this.segments.pop();
+        if (!ok) return false;
+      }
+      return true;
+    }
+    return this.emit({ op: 'replace', path: this.pointer(), value: to });
+  }
 }
 
 /** JSON pointer escaping (RFC 6901) for one path segment. */
 export function escapePointer(segment: string): string {
+  if (segment.indexOf('~') < 0 && segment.indexOf('/') < 0) return segment;
   return segment.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 

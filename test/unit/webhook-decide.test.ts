@@ -583,6 +583,28 @@ describe('decide(): jsonEqual, the order-insensitive comparison on the hot path'
     assert.ok(equalPairs >= 1000, 'the shuffled copies compare equal');
   });
 
+  it('restoreOps() is empty exactly when jsonEqual() holds, and otherwise turns one value into the other (3000 pairs)', async () => {
+    const { jsonEqual, restoreOps } = await import('../../webhook/decide.js');
+    for (let i = 0; i < 1000; i++) {
+      const a = { v: value(0) };
+      for (const b of [shuffleKeys(a), tweak(a) as typeof a, { v: value(0) }]) {
+        const ops = restoreOps('', b, a);
+        assert.equal(ops.length === 0, jsonEqual(a, b), `${JSON.stringify(a)} vs ${JSON.stringify(b)}`);
+        const restored = jsonpatch.applyPatch(structuredClone(b), ops as jsonpatch.Operation[], true, false).newDocument;
+        assert.ok(jsonEqual(restored, a), `${JSON.stringify(b)} restored to ${JSON.stringify(restored)}, want ${JSON.stringify(a)}`);
+      }
+    }
+  });
+
+  it('restoreOps() does not mistake inherited members such as "constructor" for the object\'s own', async () => {
+    const { restoreOps } = await import('../../webhook/decide.js');
+    const from = JSON.parse('{"labels":{"constructor":"x","app":"a"}}') as Record<string, unknown>;
+    const to = JSON.parse('{"labels":{"app":"a","toString":"y"}}') as Record<string, unknown>;
+    const ops = restoreOps('', from, to);
+    const restored = jsonpatch.applyPatch(structuredClone(from), ops as jsonpatch.Operation[], true, false).newDocument;
+    assert.deepEqual(restored, to);
+  });
+
   it('treats undefined members as absent and undefined array elements as null', async () => {
     const { jsonEqual } = await import('../../webhook/decide.js');
     assert.equal(jsonEqual({ a: 1, b: undefined }, { a: 1 }), true);
@@ -607,7 +629,7 @@ describe('decide(): the restoring patch touches only what changed', () => {
     const seed = Number(process.env.RESTORE_SEED ?? Date.now() % 100000);
     const rng = new Rng(seed);
     const stable = deployment();
-    const keys = ['a', 'b/c', 'd~e', 'image', 'x'];
+    const keys = ['a', 'b/c', 'd~e', 'image', 'x', 'constructor', 'toString'];
     const mutate = (v: unknown, depth: number): unknown => {
       if (v === null || typeof v !== 'object' || depth > 6) return rng.chance(0.5) ? `v${rng.int(5)}` : v;
       if (Array.isArray(v)) {

@@ -11,6 +11,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC } from '../../core/annotations.js';
+import type { AdmissionRequest } from '../../webhook/admission.js';
+import { decide } from '../../webhook/decide.js';
 import { review } from '../../webhook/review.js';
 import { createWebhookHandler } from '../../webhook/server.js';
 import {
@@ -254,6 +256,11 @@ describe(`webhook fuzz (seed ${seed})`, function () {
         assert.equal(result.text, JSON.stringify(result.body), 'the hand-written answer text is JSON.stringify of the body');
         checkAnswer(text, result.status, result.text);
         assert.ok(result.status === 200 || result.status === 400);
+        const patch = (result.body as { response?: { patch?: string } }).response?.patch;
+        if (patch !== undefined) {
+          const decided = decide((parsed as { request: AdmissionRequest }).request, config);
+          assert.equal(Buffer.from(patch, 'base64').toString('utf8'), JSON.stringify(decided.patch), 'the answer carries exactly the JSON of the patch decide() made');
+        }
       } catch (err) {
         failWith(err, i, text);
       }
