@@ -1,6 +1,6 @@
 // canary-gate manifests: writes (or checks) the install manifests under deploy/.
 
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -61,6 +61,29 @@ export async function staleFiles(deployDir: string, files: Map<string, string>):
   return stale;
 }
 
+/**
+ * Files (relative to the deploy directory) in a directory the generator
+ * writes that it does not write: left over from an older generator (Helm
+ * would render a stale template; kustomize would not, but it misleads).
+ */
+export async function unexpectedFiles(deployDir: string, files: Map<string, string>): Promise<string[]> {
+  const dirs = new Set([...files.keys()].map((p) => dirname(p)));
+  const extra: string[] = [];
+  for (const dir of dirs) {
+    let entries: string[];
+    try {
+      entries = (await readdir(join(deployDir, dir), { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name);
+    } catch {
+      continue;
+    }
+    for (const name of entries) {
+      const path = dir === '.' ? name : `${dir}/${name}`;
+      if (!files.has(path)) extra.push(path);
+    }
+  }
+  return extra.sort();
+}
+
 const help = `Usage: canary-gate manifests [--out DIR] [--check]
 
 Writes the install manifests, one YAML file per concern:
@@ -94,13 +117,14 @@ export const command: Command = {
     const deployDir = dirname(baseDir);
     const baseName = relative(deployDir, baseDir);
     const files = generateFiles({ baseDirName: baseName });
+    const shown = (p: string) => join(relative(process.cwd(), deployDir) || '.', p);
     if (values.check) {
       const stale = await staleFiles(deployDir, files);
-      if (stale.length) {
-        console.error(
-          `canary-gate manifests: ${stale.length} file(s) out of date: ${stale.map((p) => join(relative(process.cwd(), deployDir) || '.', p)).join(', ')}\n` +
-            'run `canary-gate manifests` to regenerate them',
-        );
+      const extra = await unexpectedFiles(deployDir, files);
+      if (stale.length || extra.length) {
+        if (stale.length) console.error(`canary-gate manifests: ${stale.length} file(s) out of date: ${stale.map(shown).join(', ')}`);
+        if (extra.length) console.error(`canary-gate manifests: ${extra.length} file(s) no longer generated: ${extra.map(shown).join(', ')}`);
+        console.error('run `canary-gate manifests` to regenerate them');
         return 1;
       }
       console.log(`canary-gate manifests: ${files.size} files up to date`);
@@ -120,6 +144,10 @@ export const command: Command = {
       await writeFile(target, content);
       written++;
       console.log(`wrote ${relative(process.cwd(), target)}`);
+    }
+    for (const path of await unexpectedFiles(deployDir, files)) {
+      await rm(join(deployDir, path));
+      console.log(`removed ${shown(path)} (no longer generated)`);
     }
     console.log(`canary-gate manifests: ${written} of ${files.size} files written`);
     return 0;

@@ -427,13 +427,32 @@ function certsPodSpec(image: string): V1PodSpec {
   };
 }
 
-/** Runs at install: creates the Secret and fills the caBundle. */
+/** How long a finished bootstrap Job stays for its logs before Kubernetes deletes it. */
+export const CERTS_JOB_TTL_SECONDS = 600;
+
+/**
+ * Runs at install: creates the Secret and fills the caBundle (a no-op when
+ * both are already good). A Job's pod template cannot be changed, so a
+ * finished Job is deleted after CERTS_JOB_TTL_SECONDS: the next
+ * `kubectl apply` or `helm upgrade` (a new image) creates it afresh instead of
+ * failing on an immutable field. Argo CD runs it as a Sync hook, so the
+ * deleted Job is no drift.
+ */
 export function certsJob(image = IMAGE): V1Job {
   return {
     apiVersion: 'batch/v1',
     kind: 'Job',
-    metadata: { name: `${CERTS_NAME}-bootstrap`, namespace: SYSTEM_NAMESPACE, labels: labels('certs') },
+    metadata: {
+      name: `${CERTS_NAME}-bootstrap`,
+      namespace: SYSTEM_NAMESPACE,
+      labels: labels('certs'),
+      annotations: {
+        'argocd.argoproj.io/hook': 'Sync',
+        'argocd.argoproj.io/hook-delete-policy': 'BeforeHookCreation',
+      },
+    },
     spec: {
+      ttlSecondsAfterFinished: CERTS_JOB_TTL_SECONDS,
       backoffLimit: 10,
       template: { metadata: { labels: labels('certs') }, spec: certsPodSpec(image) },
     },

@@ -33,13 +33,13 @@ export const SUBSTITUTIONS = {
   webhookReplicas: { placeholder: 'cgplaceholder-webhook-replicas-3f9d', expr: '{{ .Values.webhook.replicas }}' },
   reconcilerReplicas: { placeholder: 'cgplaceholder-reconciler-replicas-3f9d', expr: '{{ .Values.reconciler.replicas }}' },
   failurePolicy: { placeholder: 'cgplaceholder-failure-policy-3f9d', expr: '{{ .Values.webhook.failurePolicy }}' },
+  // The release namespace, as Helm charts do (helm install -n NS --create-namespace).
   // As long as SYSTEM_NAMESPACE, so long strings fold exactly as in the base.
-  namespace: { placeholder: 'cgplaceholder-ns-x', expr: '{{ .Values.namespace }}' },
+  namespace: { placeholder: 'cgplaceholder-ns-x', expr: '{{ .Release.Namespace }}' },
 } as const;
 
 export interface ChartValues {
   image: { repository: string; tag: string };
-  namespace: string;
   webhook: { replicas: number; failurePolicy: FailurePolicy };
   reconciler: { replicas: number };
 }
@@ -55,7 +55,6 @@ export function defaultValues(opts: { failurePolicy?: FailurePolicy } = {}): Cha
   const files = baseManifests(opts);
   return {
     image: { repository: IMAGE_NAME, tag: IMAGE_TAG },
-    namespace: SYSTEM_NAMESPACE,
     webhook: { replicas: deployment(files, WEBHOOK_NAME).spec!.replicas ?? 1, failurePolicy: opts.failurePolicy ?? DEFAULT_FAILURE_POLICY },
     reconciler: { replicas: deployment(files, RECONCILER_NAME).spec!.replicas ?? 1 },
   };
@@ -89,9 +88,19 @@ function replaceNamespace(value: unknown): unknown {
   return value;
 }
 
-/** The base objects with the substituted fields set to their placeholders. */
+/**
+ * The base's files that become templates: all but the Namespace, which Helm
+ * owns (`helm install -n canary-gate-system --create-namespace`); a chart that
+ * also created it would fail against --create-namespace and take the
+ * namespace, and everything in it, along on `helm uninstall`.
+ */
+export function chartManifests(): ManifestFile[] {
+  return baseManifests().filter((f) => !f.objects.some((o) => o.kind === 'Namespace'));
+}
+
+/** The chart's objects with the substituted fields set to their placeholders. */
 export function placeholderManifests(): ManifestFile[] {
-  const files: ManifestFile[] = structuredClone(baseManifests());
+  const files: ManifestFile[] = structuredClone(chartManifests());
   for (const o of files.flatMap((f) => f.objects)) {
     for (const spec of podSpecs(o)) {
       for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
@@ -128,14 +137,13 @@ function valuesSchema(): object {
   return {
     $schema: 'https://json-schema.org/draft-07/schema#',
     type: 'object',
-    required: ['image', 'namespace', 'webhook', 'reconciler'],
+    required: ['image', 'webhook', 'reconciler'],
     properties: {
       image: {
         type: 'object',
         required: ['repository', 'tag'],
         properties: { repository: { type: 'string', minLength: 1 }, tag: { type: 'string', minLength: 1 } },
       },
-      namespace: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63 },
       webhook: {
         type: 'object',
         required: ['replicas', 'failurePolicy'],

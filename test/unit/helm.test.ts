@@ -6,9 +6,9 @@ import { fileURLToPath } from 'node:url';
 
 import { loadAllYaml, loadYaml } from '@kubernetes/client-node';
 
-import { command, generateFiles, staleFiles } from '../../deploy/command.js';
+import { command, generateFiles, staleFiles, unexpectedFiles } from '../../deploy/command.js';
 import { crds } from '../../deploy/crds.js';
-import { CHART_DIR, SUBSTITUTIONS, defaultValues } from '../../deploy/helm/chart.js';
+import { CHART_DIR, SUBSTITUTIONS, chartManifests, defaultValues } from '../../deploy/helm/chart.js';
 import { IMAGE, IMAGE_NAME, IMAGE_TAG, SYSTEM_NAMESPACE, baseManifests, kustomization } from '../../deploy/manifests.js';
 
 // dist/test/unit -> repository root
@@ -18,10 +18,11 @@ const chartDir = join(deployDir, CHART_DIR);
 
 /**
  * A minimal Helm renderer: replaces each `{{ .Values.a.b }}` with the value at
- * a.b, and refuses any other template syntax (the chart uses nothing else).
+ * a.b and `{{ .Release.Namespace }}` with the release namespace, and refuses
+ * any other template syntax (the chart uses nothing else).
  */
-function render(template: string, values: Record<string, unknown>): string {
-  const out = template.replace(/\{\{\s*\.Values\.([A-Za-z0-9_.]+)\s*\}\}/g, (_m, path: string) => {
+function render(template: string, values: Record<string, unknown>, releaseNamespace = SYSTEM_NAMESPACE): string {
+  const out = template.replace(/\{\{\s*\.Release\.Namespace\s*\}\}/g, () => releaseNamespace).replace(/\{\{\s*\.Values\.([A-Za-z0-9_.]+)\s*\}\}/g, (_m, path: string) => {
     let v: unknown = values;
     for (const key of path.split('.')) {
       assert.ok(v && typeof v === 'object' && key in v, `values.yaml has no ${path}`);
@@ -43,10 +44,11 @@ describe('deploy: Helm chart', () => {
   it('is up to date on disk (the same check as canary-gate manifests --check)', async () => {
     const files = generateFiles();
     const chart = [...files.keys()].filter((p) => p.startsWith(`${CHART_DIR}/`));
-    for (const p of ['Chart.yaml', 'values.yaml', 'values.schema.json', ...baseManifests().map((m) => `templates/${m.file}`)]) {
+    for (const p of ['Chart.yaml', 'values.yaml', 'values.schema.json', ...chartManifests().map((m) => `templates/${m.file}`)]) {
       assert.ok(chart.includes(`${CHART_DIR}/${p}`), `generator writes ${p}`);
     }
     assert.deepEqual(await staleFiles(deployDir, files), [], 'run `node dist/core/cli.js manifests`');
+    assert.deepEqual(await unexpectedFiles(deployDir, files), [], 'run `node dist/core/cli.js manifests`');
   });
 
   it('canary-gate manifests --check fails when a chart file is stale', async () => {
@@ -61,6 +63,13 @@ describe('deploy: Helm chart', () => {
       await writeFile(join(tmp, CHART_DIR, 'templates', 'webhook.yaml'), '# edited by hand\n', { flag: 'a' });
       assert.equal(await command.run(['--check', '--out', base]), 1);
       assert.deepEqual(await staleFiles(tmp, generateFiles()), [`${CHART_DIR}/templates/webhook.yaml`]);
+      // A template the generator no longer writes would still be rendered by Helm: --check names it, a run removes it.
+      await writeFile(join(tmp, CHART_DIR, 'templates', 'webhook.yaml'), (await readFile(join(chartDir, 'templates', 'webhook.yaml'), 'utf8')));
+      await writeFile(join(tmp, CHART_DIR, 'templates', 'old.yaml'), 'kind: ConfigMap\n');
+      assert.equal(await command.run(['--check', '--out', base]), 1);
+      assert.deepEqual(await unexpectedFiles(tmp, generateFiles()), [`${CHART_DIR}/templates/old.yaml`]);
+      assert.equal(await command.run(['--out', base]), 0);
+      assert.equal(await command.run(['--check', '--out', base]), 0);
     } finally {
       console.log = log;
       console.error = error;
@@ -89,7 +98,7 @@ describe('deploy: Helm chart', () => {
     const images = kustomization([]).images as { name: string; newName: string; newTag: string }[];
     assert.deepEqual(values.image, { repository: images[0]!.newName, tag: images[0]!.newTag });
     assert.equal(`${IMAGE_NAME}:${IMAGE_TAG}`, IMAGE);
-    assert.equal(values.namespace, SYSTEM_NAMESPACE);
+    assert.equal(values.namespace, undefined, 'the namespace is the release namespace');
     const deployments = Object.fromEntries(
       baseManifests()
         .flatMap((m) => m.objects)
@@ -100,11 +109,16 @@ describe('deploy: Helm chart', () => {
     assert.deepEqual(values.reconciler, { replicas: deployments['canary-gate-reconciler'] });
   });
 
-  it('templates rendered with the defaults are the kustomize base, object for object', async () => {
+  it('templates rendered with the defaults are the kustomize base, object for object, but the Namespace', async () => {
     const values = await chartValues();
-    for (const m of baseManifests()) {
+    assert.deepEqual(
+      baseManifests().filter((m) => !chartManifests().some((c) => c.file === m.file)).flatMap((m) => m.objects.map((o) => o.kind)),
+      ['Namespace'],
+      'only the Namespace is left to helm install --create-namespace',
+    );
+    for (const m of chartManifests()) {
       const template = await readFile(join(chartDir, 'templates', m.file), 'utf8');
-      assert.ok(template.includes('{{ .Values.'), `${m.file} is templated`);
+      assert.ok(template.includes('{{ .'), `${m.file} is templated`);
       const rendered = loadAllYaml(render(template, values));
       // The base file as kustomize applies it; its images: entry maps canary-gate to itself (IMAGE).
       const base = loadAllYaml(await readFile(join(deployDir, 'base', m.file), 'utf8'));
@@ -114,7 +128,7 @@ describe('deploy: Helm chart', () => {
 
   it('templates differ from the base only in the substituted fields', async () => {
     const exprs = Object.values(SUBSTITUTIONS).map((s) => s.expr);
-    for (const m of baseManifests()) {
+    for (const m of chartManifests()) {
       const template = (await readFile(join(chartDir, 'templates', m.file), 'utf8')).split('\n');
       const base = (await readFile(join(deployDir, 'base', m.file), 'utf8')).split('\n');
       assert.equal(template.length, base.length, m.file);
@@ -127,12 +141,11 @@ describe('deploy: Helm chart', () => {
   it('other values reach the rendered objects', async () => {
     const values = {
       image: { repository: 'registry.example/cg', tag: '9.9.9' },
-      namespace: 'other-ns',
       webhook: { replicas: 3, failurePolicy: 'Ignore' },
       reconciler: { replicas: 1 },
     };
     const objects = (
-      await Promise.all(baseManifests().map(async (m) => loadAllYaml(render(await readFile(join(chartDir, 'templates', m.file), 'utf8'), values))))
+      await Promise.all(chartManifests().map(async (m) => loadAllYaml(render(await readFile(join(chartDir, 'templates', m.file), 'utf8'), values, 'other-ns'))))
     ).flat();
     const json = JSON.stringify(objects);
     assert.ok(!json.includes(SYSTEM_NAMESPACE), 'no namespace left behind');
@@ -142,6 +155,8 @@ describe('deploy: Helm chart', () => {
     assert.equal(byName('Deployment', 'canary-gate-reconciler').spec.replicas, 1);
     assert.equal(byName('Deployment', 'canary-gate-webhook').spec.template.spec.containers[0].image, 'registry.example/cg:9.9.9');
     assert.equal(byName('MutatingWebhookConfiguration', 'canary-gate').webhooks[0].failurePolicy, 'Ignore');
-    assert.equal(byName('Namespace', 'other-ns').kind, 'Namespace');
+    assert.equal(byName('Deployment', 'canary-gate-webhook').metadata.namespace, 'other-ns');
+    assert.equal(byName('MutatingWebhookConfiguration', 'canary-gate').webhooks[0].clientConfig.service.namespace, 'other-ns');
+    assert.equal(objects.some((o) => o.kind === 'Namespace'), false);
   });
 });

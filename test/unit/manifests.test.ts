@@ -322,6 +322,14 @@ describe('deploy: workloads', () => {
     assert.equal(spec?.automountServiceAccountToken, false);
   });
 
+  it('lets the certs bootstrap Job be re-created on upgrade: deleted after it finishes, a Sync hook for Argo CD', () => {
+    const job = allObjects.find((o) => o.kind === 'Job') as { metadata: { name: string; annotations?: Record<string, string> }; spec: { ttlSecondsAfterFinished?: number } };
+    assert.equal(job.metadata.name, 'canary-gate-certs-bootstrap');
+    assert.ok((job.spec.ttlSecondsAfterFinished ?? 0) > 0 && (job.spec.ttlSecondsAfterFinished ?? 0) <= 3600);
+    assert.equal(job.metadata.annotations?.['argocd.argoproj.io/hook'], 'Sync');
+    assert.equal(job.metadata.annotations?.['argocd.argoproj.io/hook-delete-policy'], 'BeforeHookCreation');
+  });
+
   it('runs two leader-elected reconciler replicas', () => {
     const reconciler = deployments.find((d) => d.metadata?.name === 'canary-gate-reconciler');
     assert.equal(reconciler?.spec?.replicas, 2);
