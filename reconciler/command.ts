@@ -33,7 +33,8 @@ Flags:
   --lease-namespace NS     Lease namespace (default $POD_NAMESPACE or canary-gate-system)
   --lease-duration SECONDS lease duration (default 15)
   --identity ID            leader-election identity (default $POD_NAME or the host name, plus a random suffix)
-  --namespace NS           watch and act in this namespace only (default: all namespaces)
+  --namespace NS           watch and act in this namespace only (default: all namespaces); metric
+                           templates and alert providers must then live there too
   --prometheus-address URL Prometheus for the built-in request-success-rate and request-duration metrics
   --workers N              canaries reconciled in parallel (default 4)
   --defaults FILE          YAML/JSON partial Canary spec used for Canaries created in opted-in namespaces

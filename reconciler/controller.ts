@@ -128,6 +128,7 @@ export class Reconciler {
         {
           template: (ns, n) => this.caches.metricTemplates.get(ns, n),
           secret,
+          ...(scope ? { watchedNamespace: scope } : {}),
           ...(opts.prometheusAddress ? { builtinPrometheus: opts.prometheusAddress } : {}),
         },
         { registry },

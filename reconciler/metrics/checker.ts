@@ -33,6 +33,8 @@ export interface MetricLookups {
   secret(namespace: string, name: string): Promise<Record<string, string> | undefined>;
   /** Prometheus address for the built-in metrics (request-success-rate, request-duration). */
   builtinPrometheus?: string;
+  /** The one namespace the reconciler watches (--namespace); templates elsewhere are never in its cache. */
+  watchedNamespace?: string;
   now?: () => number;
 }
 
@@ -110,6 +112,13 @@ export class TemplateMetricChecker implements MetricChecker {
     const ref = metric.templateRef;
     if (ref) {
       const ns = ref.namespace || canaryNs;
+      const watched = this.lookups.watchedNamespace;
+      if (watched !== undefined && ns !== watched) {
+        return error(
+          `${who}: MetricTemplate ${ns}/${ref.name} is outside namespace ${watched}, the only one this reconciler watches (--namespace); ` +
+            `put the template in ${watched} or run the reconciler for all namespaces`,
+        );
+      }
       const template = this.lookups.template(ns, ref.name);
       if (!template) return error(`${who}: MetricTemplate ${ns}/${ref.name} not found`);
       source = { provider: template.spec.provider, query: template.spec.query, namespace: ns, label: `MetricTemplate ${ns}/${ref.name}` };

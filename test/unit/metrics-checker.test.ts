@@ -185,6 +185,19 @@ describe('metrics/checker', () => {
     assert.equal(r2.message, 'metric latency: MetricTemplate shared/value(5) not found', 'an explicit namespace is used');
   });
 
+  it('a reconciler watching one namespace says so for a template in another, instead of "not found"', async () => {
+    templates.set('shared/elsewhere', template('shared', 'elsewhere', 'value(5)', prom.base));
+    const scoped = new TemplateMetricChecker(lookups({ watchedNamespace: 'prod' }));
+    const m: CanaryMetric = { name: 'latency', templateRef: { name: 'elsewhere', namespace: 'shared' }, thresholdRange: { max: 10 } };
+    const r = await scoped.check(canary([m]), m);
+    assert.equal(r.passed, false);
+    assert.equal(r.metric?.result, 'error');
+    assert.match(r.message, /MetricTemplate shared\/elsewhere is outside namespace prod, the only one this reconciler watches \(--namespace\)/);
+    const local: CanaryMetric = { name: 'ok', templateRef: { name: 'value(5)' }, thresholdRange: { max: 10 } };
+    templates.set('prod/value(5)', template('prod', 'value(5)', 'value(5)', prom.base));
+    assert.equal((await scoped.check(canary([local]), local)).passed, true, 'its own namespace still works');
+  });
+
   it('templateRef.namespace selects a template (and its Secret) in another namespace', async () => {
     templates.set('shared/guarded', template('shared', 'guarded', 'value({{ variables.v }})', prom.base, 'prom-auth'));
     secrets.set('shared/prom-auth', { bearerToken: 'shared-token-123456' });
