@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
-import { pino } from 'pino';
+import { createLogger } from '../core/log.js';
 import type { Command } from '../core/cli.js';
 import type { Canary, CanarySpec } from '../core/api/types.js';
 import { CONTENT_TYPE, Registry } from '../core/metrics.js';
@@ -123,7 +123,7 @@ export function parseReconcilerArgs(argv: string[]): ReconcilerProcessOptions {
 class UsageError extends Error {}
 
 export async function runReconciler(opts: ReconcilerProcessOptions): Promise<number> {
-  const log = pino({ level: opts.logLevel, base: { component: 'reconciler', identity: opts.identity } });
+  const log = createLogger('reconciler', opts.logLevel, { identity: opts.identity });
   const kc = new k8s.KubeConfig();
   if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
   else kc.loadFromDefault();

@@ -1,7 +1,7 @@
 // `canary-gate webhook`: runs the mutating admission webhook.
 
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
+import { createLogger } from '../core/log.js';
 import type { Command } from '../core/cli.js';
 import { DEFAULT_MAX_PENDING_SPEC_BYTES } from './decide.js';
 import {
@@ -119,7 +119,7 @@ async function run(argv: string[]): Promise<number> {
     throw err;
   }
 
-  const log = pino({ level: flags.logLevel, base: { component: 'webhook' }, timestamp: pino.stdTimeFunctions.isoTime });
+  const log = createLogger('webhook', flags.logLevel);
   if (flags.users.length === 0) {
     log.warn('no --reconciler-user given: the reconciler cannot promote changes through this webhook');
   }

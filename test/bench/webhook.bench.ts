@@ -29,7 +29,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import express from 'express';
-import { pino } from 'pino';
+import { createLogger } from '../../core/log.js';
 import { generateCertificates } from '../../certs/generate.js';
 import type { KubeObject } from '../../webhook/admission.js';
 import { createWebhookServer } from '../../webhook/server.js';
@@ -125,8 +125,8 @@ async function serverMain(kind: Kind, dir: string): Promise<void> {
       bindAddress: '127.0.0.1',
       metricsPort: 0,
       reconcilerUsers: [RECONCILER],
-      // Logging as in production (info, JSON to stdout); the parent points stdout at /dev/null.
-      logger: pino({ level: 'info', timestamp: pino.stdTimeFunctions.isoTime }),
+      // Logging as in production (the webhook command's logger at info, JSON to stdout); the parent points stdout at /dev/null.
+      logger: createLogger('webhook', 'info'),
     });
     port = (await server.start()).port;
   }
