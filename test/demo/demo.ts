@@ -111,6 +111,12 @@ async function main(): Promise<number> {
       });
       child.on('exit', (c) => resolve(c ?? 1));
     });
+    // The copy is scaled to zero as the run ends; its Pods take a moment to
+    // go, and the table below should show the settled state.
+    await waitFor('the canary copy to scale to zero', async () => {
+      const replicas = (await kubectl(['-n', NAMESPACE, 'get', 'deployment', 'podinfo-canary', '-o', 'jsonpath={.status.replicas}'])).stdout;
+      return replicas === '' || replicas === '0';
+    }, { namespace: NAMESPACE, timeoutMs: 60_000 });
     await shell('kubectl', ['-n', NAMESPACE, 'get', 'deployments,canaries', '-o', 'wide']);
     const expected = rollback ? 1 : 0;
     if (code === expected) {
