@@ -111,14 +111,17 @@ async function main(): Promise<number> {
       });
       child.on('exit', (c) => resolve(c ?? 1));
     });
-    // The copy is scaled to zero as the run ends; its Pods take a moment to
-    // go, and the table below should show the settled state.
-    await waitFor('the canary copy to scale to zero', async () => {
-      const replicas = (await kubectl(['-n', NAMESPACE, 'get', 'deployment', 'podinfo-canary', '-o', 'jsonpath={.status.replicas}'])).stdout;
-      return replicas === '' || replicas === '0';
-    }, { namespace: NAMESPACE, timeoutMs: 60_000 });
-    await shell('kubectl', ['-n', NAMESPACE, 'get', 'deployments,canaries', '-o', 'wide']);
     const expected = rollback ? 1 : 0;
+    if (code === expected) {
+      // The copy is scaled to zero as the run ends; its Pods take a moment to
+      // go, and the table below should show the settled state. (After an
+      // unexpected outcome the table is shown at once, as it is.)
+      await waitFor('the canary copy to scale to zero', async () => {
+        const replicas = (await kubectl(['-n', NAMESPACE, 'get', 'deployment', 'podinfo-canary', '-o', 'jsonpath={.status.replicas}'])).stdout;
+        return replicas === '' || replicas === '0';
+      }, { namespace: NAMESPACE, timeoutMs: 60_000 });
+    }
+    await shell('kubectl', ['-n', NAMESPACE, 'get', 'deployments,canaries', '-o', 'wide']);
     if (code === expected) {
       say(rollback ? 'rolled back: the live Deployment never left 6.7.0, the canary copy is at zero' : 'promoted: podinfo now runs 6.7.1, the canary copy is at zero');
       return 0;
