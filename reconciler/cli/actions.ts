@@ -13,7 +13,7 @@ import { PENDING_REVISION } from '../../core/annotations.js';
 import type { Command } from '../../core/cli.js';
 import type { Canary, CanaryPhase } from '../../core/api/types.js';
 import { requestTimeout } from '../kit/informer.js';
-import { COMMAND_ANNOTATIONS } from '../observe.js';
+import { COMMAND_ANNOTATIONS } from '../observe/observe.js';
 import { analysisOf } from './format.js';
 import {
   CONNECTION_HELP,

@@ -3,7 +3,7 @@
 // terminal. No I/O: everything takes the objects and the time as arguments.
 
 import type { Canary, CanaryPhase } from '../../core/api/types.js';
-import { resolveAnalysis, type ResolvedAnalysis } from '../analysis-config.js';
+import { resolveAnalysis, type ResolvedAnalysis } from '../decide/analysis-config.js';
 
 /** The resolved analysis, or undefined for a spec the reconciler would reject too. */
 export function analysisOf(c: Canary): ResolvedAnalysis | undefined {

@@ -10,7 +10,7 @@
 import * as k8s from '@kubernetes/client-node';
 import type { Command } from '../../core/cli.js';
 import type { Canary } from '../../core/api/types.js';
-import { parseDuration } from '../analysis-config.js';
+import { parseDuration } from '../decide/analysis-config.js';
 import { readTargetPending } from './actions.js';
 import { plainLine, summaryLine, targetText, timestamp, ttyBlock } from './format.js';
 import { EXIT, begin, judge, type Observation, type Track } from './judge.js';

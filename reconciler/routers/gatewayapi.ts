@@ -24,8 +24,8 @@
 import * as k8s from '@kubernetes/client-node';
 import type { Canary, HttpMatch, StringMatch } from '../../core/api/types.js';
 import { canonicalJson } from '../../core/revision.js';
-import { parseDuration } from '../analysis-config.js';
-import type { HttpRoute, ObjectCache } from '../caches.js';
+import { parseDuration } from '../decide/analysis-config.js';
+import type { HttpRoute, ObjectCache } from '../observe/caches.js';
 import {
   CANARY_SUFFIX,
   MANAGED_BY,
@@ -38,7 +38,7 @@ import {
   renameSelectorLabels,
   routerServicePorts,
   selectorKeys,
-} from '../copy.js';
+} from '../apply/copy.js';
 import {
   FIELD_MANAGER,
   MAX_CONFLICT_RETRIES,

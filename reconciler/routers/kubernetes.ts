@@ -17,7 +17,7 @@
 
 import * as k8s from '@kubernetes/client-node';
 import type { Canary } from '../../core/api/types.js';
-import type { ObjectCache } from '../caches.js';
+import type { ObjectCache } from '../observe/caches.js';
 import {
   CANARY_ROLE,
   CANARY_SUFFIX,
@@ -31,7 +31,7 @@ import {
   routerServiceNeedsUpdate,
   routerServicePorts,
   selectorKeys,
-} from '../copy.js';
+} from '../apply/copy.js';
 import type { Router, RouterContext, Weights } from './router.js';
 
 /** Field manager of every write the routers make. */

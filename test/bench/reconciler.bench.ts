@@ -82,7 +82,7 @@ import { MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, PENDING_REVISION } from '../../
 import type { Canary } from '../../core/api/types.js';
 import { MUTATING_WEBHOOK_NAME, webhookConfiguration } from '../../deploy/manifests.js';
 import { ResilientInformer, type KubeObject } from '../../reconciler/kit/informer.js';
-import type { RolloutStatus } from '../../reconciler/transition.js';
+import type { RolloutStatus } from '../../reconciler/decide/transition.js';
 import { cliPath, clusterDir, clusterUp, kubeconfigPath, kubectl, kubectlOk, repoRoot } from '../e2e/cluster.js';
 import { deployment } from '../e2e/objects.js';
 import { freePort, RECONCILER_USER, reconcilerRbacForUser } from '../e2e/webhook-process.js';

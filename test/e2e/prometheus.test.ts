@@ -10,9 +10,9 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Canary, CanaryMetric } from '../../core/api/types.js';
-import { TemplateMetricChecker } from '../../reconciler/metrics/checker.js';
-import { createProvider, ProviderError, type MetricsProvider } from '../../reconciler/metrics/provider.js';
-import type { CheckResult } from '../../reconciler/transition.js';
+import { TemplateMetricChecker } from '../../reconciler/analysis/metrics/checker.js';
+import { createProvider, ProviderError, type MetricsProvider } from '../../reconciler/analysis/metrics/provider.js';
+import type { CheckResult } from '../../reconciler/decide/transition.js';
 import { clusterDir, repoRoot } from './cluster.js';
 import { waitFor } from './wait.js';
 

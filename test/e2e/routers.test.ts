@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import type * as k8s from '@kubernetes/client-node';
 import type { Canary, CanarySpec } from '../../core/api/types.js';
-import { ROLE_LABEL, buildCanaryDeployment, canaryName } from '../../reconciler/copy.js';
+import { ROLE_LABEL, buildCanaryDeployment, canaryName } from '../../reconciler/apply/copy.js';
 import { GatewayApiRouter, MATCH_RULE, WEIGHT_RULE, readWeights, routePlan, type HTTPRoute } from '../../reconciler/routers/gatewayapi.js';
 import { KubernetesRouter } from '../../reconciler/routers/kubernetes.js';
 import type { RouterContext } from '../../reconciler/routers/router.js';

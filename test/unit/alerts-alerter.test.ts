@@ -10,8 +10,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AlertProvider, AlertSeverity, Canary, CanaryAlert } from '../../core/api/types.js';
 import { Registry } from '../../core/metrics.js';
-import { admits, Alerter, type AlertLookups } from '../../reconciler/alerts/alerts.js';
-import { alertForEvent, QUIET_REASONS } from '../../reconciler/alerts/events.js';
+import { admits, Alerter, type AlertLookups } from '../../reconciler/notify/alerts.js';
+import { alertForEvent, QUIET_REASONS } from '../../reconciler/notify/events.js';
 
 async function receiver(answer: (n: number) => number | 'hang'): Promise<{ base: string; hits: () => number; close(): Promise<void> }> {
   let hits = 0;
@@ -242,7 +242,7 @@ describe('alerts/alertForEvent', () => {
   });
 
   it('every reason transition.ts emits is either alerted or deliberately quiet', () => {
-    const source = readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../reconciler/transition.ts'), 'utf8');
+    const source = readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../reconciler/decide/transition.ts'), 'utf8');
     const reasons = [...source.matchAll(/this\.event\('(Normal|Warning)', '([A-Za-z]+)'/g)].map((m) => [m[1] as 'Normal' | 'Warning', m[2]!] as const);
     assert.ok(reasons.length >= 10, `found only ${reasons.length} event reasons in transition.ts`);
     for (const [type, reason] of reasons) {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AlertProvider, AlertProviderSpec, Canary } from '../../core/api/types.js';
-import { Alerter } from '../../reconciler/alerts/alerts.js';
+import { Alerter } from '../../reconciler/notify/alerts.js';
 
 interface Got {
   path: string;

@@ -10,7 +10,7 @@ import {
   parseDuration,
   resolveAnalysis,
   weightSteps,
-} from '../../reconciler/analysis-config.js';
+} from '../../reconciler/decide/analysis-config.js';
 
 function spec(analysis?: CanaryAnalysis, rest: Partial<CanarySpec> = {}): CanarySpec {
   const s: CanarySpec = { targetRef: { kind: 'Deployment', name: 'podinfo' }, service: { port: 9898 }, ...rest };

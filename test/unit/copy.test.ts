@@ -21,7 +21,7 @@ import {
   routerServiceNeedsUpdate,
   routerServicePorts,
   withoutAllocatedFields,
-} from '../../reconciler/copy.js';
+} from '../../reconciler/apply/copy.js';
 import { deployment as fixtureDeployment, service as fixtureService } from '../fixtures/objects.js';
 
 const CANARY_UID = '0c4b7f3e-3f5a-4e0b-9a51-7d0f5b2c9e11';

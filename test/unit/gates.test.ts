@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { CanaryWebhook } from '../../core/api/types.js';
-import { redactUrl, runGates, sendEvent, type GateContext } from '../../reconciler/gates.js';
+import { redactUrl, runGates, sendEvent, type GateContext } from '../../reconciler/analysis/gates.js';
 
 interface Received {
   method: string;

@@ -8,8 +8,8 @@ import type { AddressInfo } from 'node:net';
 import type { V1Secret } from '@kubernetes/client-node';
 import type { Canary, CanaryMetric, MetricTemplate, NoDataPolicy } from '../../core/api/types.js';
 import { Registry } from '../../core/metrics.js';
-import { TemplateMetricChecker, type MetricLookups } from '../../reconciler/metrics/checker.js';
-import { secretReader } from '../../reconciler/metrics/secrets.js';
+import { TemplateMetricChecker, type MetricLookups } from '../../reconciler/analysis/metrics/checker.js';
+import { secretReader } from '../../reconciler/analysis/metrics/secrets.js';
 
 /** A Prometheus that answers by query: "value(N)", "nodata", "nan", "inf", "syntax", "auth". */
 async function fakePrometheus(): Promise<{ base: string; queries: string[]; headers: Array<string | undefined>; close(): Promise<void> }> {

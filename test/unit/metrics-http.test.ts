@@ -7,8 +7,8 @@ import { createServer as createHttpServer, request, type Server } from 'node:htt
 import { createServer as createHttpsServer } from 'node:https';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { generateCertificates } from '../../certs/generate.js';
-import { createProvider, ProviderError } from '../../reconciler/metrics/provider.js';
-import { hostOf, httpRequest, RequestError, scrub } from '../../reconciler/metrics/http.js';
+import { createProvider, ProviderError } from '../../reconciler/analysis/metrics/provider.js';
+import { hostOf, httpRequest, RequestError, scrub } from '../../reconciler/analysis/metrics/http.js';
 
 const sockets = new WeakMap<Server, Set<Socket>>();
 

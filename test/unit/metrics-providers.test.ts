@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { MetricProvider } from '../../core/api/types.js';
-import { createProvider, ProviderError } from '../../reconciler/metrics/provider.js';
-import { lastValue, parseCsv } from '../../reconciler/metrics/influxdb.js';
+import { createProvider, ProviderError } from '../../reconciler/analysis/metrics/provider.js';
+import { lastValue, parseCsv } from '../../reconciler/analysis/metrics/influxdb.js';
 
 interface Received {
   method: string;

@@ -3,8 +3,8 @@
 
 import assert from 'node:assert/strict';
 import type { Canary, CanaryMetric } from '../../core/api/types.js';
-import { REQUEST_DURATION_QUERY, REQUEST_SUCCESS_RATE_QUERY, builtinQuery } from '../../reconciler/metrics/builtins.js';
-import { metricIntervalMs, promDuration, renderQuery, templateContext, TemplateError } from '../../reconciler/metrics/template.js';
+import { REQUEST_DURATION_QUERY, REQUEST_SUCCESS_RATE_QUERY, builtinQuery } from '../../reconciler/analysis/metrics/builtins.js';
+import { metricIntervalMs, promDuration, renderQuery, templateContext, TemplateError } from '../../reconciler/analysis/metrics/template.js';
 
 function canary(over: Partial<Canary['spec']> = {}): Canary {
   return {

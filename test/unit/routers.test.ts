@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import type * as k8s from '@kubernetes/client-node';
 import type { Canary, CanarySpec } from '../../core/api/types.js';
-import type { HttpRoute } from '../../reconciler/caches.js';
-import { ROLE_LABEL } from '../../reconciler/copy.js';
+import type { HttpRoute } from '../../reconciler/observe/caches.js';
+import { ROLE_LABEL } from '../../reconciler/apply/copy.js';
 import {
   GatewayApiRouter,
   MATCH_RULE,

@@ -9,7 +9,7 @@
 
 import assert from 'node:assert/strict';
 import type { CanaryAnalysis, CanarySpec, CanaryWebhook, Condition, WebhookType } from '../../core/api/types.js';
-import { resolveAnalysis } from '../../reconciler/analysis-config.js';
+import { resolveAnalysis } from '../../reconciler/decide/analysis-config.js';
 import {
   transition,
   type CanaryCopyView,
@@ -21,7 +21,7 @@ import {
   type RolloutStatus,
   type TargetView,
   type Transition,
-} from '../../reconciler/transition.js';
+} from '../../reconciler/decide/transition.js';
 import { Rng } from '../fixtures/rng.js';
 
 // ------------------------------------------------------------------ builder

@@ -16,10 +16,10 @@
 // URL's user info, path or query string (tokens live there), nor more than a
 // short snippet of a response body.
 
-import type { CanaryWebhook, WebhookType } from '../core/api/types.js';
+import type { CanaryWebhook, WebhookType } from '../../core/api/types.js';
 import { networkReason } from './metrics/http.js';
-import { parseDuration } from './analysis-config.js';
-import type { CheckResult } from './transition.js';
+import { parseDuration } from '../decide/analysis-config.js';
+import type { CheckResult } from '../decide/transition.js';
 
 /** What a hook is told about the rollout; `type` and `metadata` come from the hook. */
 export interface GateContext {

@@ -4,13 +4,13 @@
 // preceded by a leadership check: a deposed leader stops acting at once.
 
 import * as k8s from '@kubernetes/client-node';
-import { MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC, TRUE } from '../core/annotations.js';
-import type { Canary } from '../core/api/types.js';
-import { escapePointer } from '../webhook/decide.js';
+import { MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC, TRUE } from '../../core/annotations.js';
+import type { Canary } from '../../core/api/types.js';
+import { escapePointer } from '../../webhook/decide.js';
 import { buildCanaryDeployment, buildCanaryService, canaryName, copyChange, needsUpdate } from './copy.js';
-import { FINALIZER, COMMAND_ANNOTATIONS, pendingChange } from './observe.js';
-import type { Router, RouterContext } from './routers/router.js';
-import type { Effect } from './transition.js';
+import { FINALIZER, COMMAND_ANNOTATIONS, pendingChange } from '../observe/observe.js';
+import type { Router, RouterContext } from '../routers/router.js';
+import type { Effect } from '../decide/transition.js';
 
 const GROUP = 'canarygate.dev';
 const VERSION = 'v1alpha1';

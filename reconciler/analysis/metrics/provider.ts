@@ -5,7 +5,7 @@
 // address that carries credentials can live in the Secret); Datadog and New
 // Relic default to their public US endpoints, the others need one.
 
-import type { MetricProvider } from '../../core/api/types.js';
+import type { MetricProvider } from '../../../core/api/types.js';
 import { DatadogProvider, DATADOG_DEFAULT_ADDRESS } from './datadog.js';
 import { Endpoint, pick, ProviderError, type ProviderOptions } from './endpoint.js';
 import { GraphiteProvider } from './graphite.js';

@@ -4,8 +4,8 @@
 // (YAML or JSON). Several such ConfigMaps are merged in name order.
 
 import * as k8s from '@kubernetes/client-node';
-import { API_VERSION } from '../core/annotations.js';
-import type { Canary, CanarySpec } from '../core/api/types.js';
+import { API_VERSION } from '../../core/annotations.js';
+import type { Canary, CanarySpec } from '../../core/api/types.js';
 
 export const DEFAULTS_LABEL = 'canarygate.dev/defaults';
 export const DEFAULTS_KEY = 'canary';

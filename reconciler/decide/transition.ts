@@ -7,7 +7,7 @@
 // calls again with `results`. Everything the machine needs to resume after a
 // crash is in the status it returns: nothing is kept in memory between calls.
 
-import type { CanaryPhase, CanaryStatus, Condition, MetricStatus, WebhookType } from '../core/api/types.js';
+import type { CanaryPhase, CanaryStatus, Condition, MetricStatus, WebhookType } from '../../core/api/types.js';
 import type { ResolvedAnalysis } from './analysis-config.js';
 
 /** Status fields the state machine keeps so that a restarted process resumes exactly. */

@@ -13,8 +13,8 @@
 // never turn into an empty string inside a query that then quietly matches
 // nothing (or everything).
 
-import type { Canary, CanaryMetric } from '../../core/api/types.js';
-import { DEFAULT_INTERVAL, parseDuration } from '../analysis-config.js';
+import type { Canary, CanaryMetric } from '../../../core/api/types.js';
+import { DEFAULT_INTERVAL, parseDuration } from '../../decide/analysis-config.js';
 
 export class TemplateError extends Error {
   constructor(message: string) {

@@ -17,10 +17,10 @@
 // reason; never a credential or the provider's address beyond its host.
 
 import { performance } from 'node:perf_hooks';
-import type { Canary, CanaryMetric, MetricProvider, MetricResult, MetricTemplate } from '../../core/api/types.js';
-import type { Counter, Histogram, Registry } from '../../core/metrics.js';
+import type { Canary, CanaryMetric, MetricProvider, MetricResult, MetricTemplate } from '../../../core/api/types.js';
+import type { Counter, Histogram, Registry } from '../../../core/metrics.js';
 import type { MetricChecker } from '../checks.js';
-import type { CheckResult } from '../transition.js';
+import type { CheckResult } from '../../decide/transition.js';
 import { BUILTIN_METRICS, builtinQuery } from './builtins.js';
 import { scrub } from './http.js';
 import { createProvider, ProviderError } from './provider.js';

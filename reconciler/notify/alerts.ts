@@ -16,7 +16,7 @@
 
 import type { AlertProvider, AlertSeverity, Canary } from '../../core/api/types.js';
 import type { Counter, Registry } from '../../core/metrics.js';
-import { DEFAULT_TIMEOUT_MS, httpRequest, RequestError, scrub, snippet, statusLine } from '../metrics/http.js';
+import { DEFAULT_TIMEOUT_MS, httpRequest, RequestError, scrub, snippet, statusLine } from '../analysis/metrics/http.js';
 import type { AlertEvent } from './events.js';
 import { payloadFor, type Notification } from './payloads.js';
 

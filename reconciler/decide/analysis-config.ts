@@ -1,7 +1,7 @@
 // The analysis settings of a Canary with every default resolved, so the state
 // machine never has to ask "was this set?".
 
-import type { CanarySpec, CanaryWebhook, HttpMatch, RouterProvider, WebhookType } from '../core/api/types.js';
+import type { CanarySpec, CanaryWebhook, HttpMatch, RouterProvider, WebhookType } from '../../core/api/types.js';
 
 export type Strategy = 'canary' | 'blue-green' | 'ab';
 

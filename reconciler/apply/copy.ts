@@ -6,9 +6,9 @@
 // plain data.
 
 import type * as k8s from '@kubernetes/client-node';
-import { API_VERSION, CONTROL_ANNOTATIONS, MANAGED_LABEL } from '../core/annotations.js';
-import type { Canary, CanaryService, ObjectMetadataOverrides } from '../core/api/types.js';
-import { canonicalJson } from '../core/revision.js';
+import { API_VERSION, CONTROL_ANNOTATIONS, MANAGED_LABEL } from '../../core/annotations.js';
+import type { Canary, CanaryService, ObjectMetadataOverrides } from '../../core/api/types.js';
+import { canonicalJson } from '../../core/revision.js';
 
 /** Label naming the revision the canary copy runs (on the copy and on its pod template). */
 export const REVISION_LABEL = 'canarygate.dev/revision';

@@ -1,10 +1,10 @@
 // Runs the checks the state machine asks for: webhook gates and metric
 // checks. Metric providers plug in through MetricChecker.
 
-import type { Canary, CanaryMetric, CanaryStatus } from '../core/api/types.js';
-import { resolveAnalysis } from './analysis-config.js';
+import type { Canary, CanaryMetric, CanaryStatus } from '../../core/api/types.js';
+import { resolveAnalysis } from '../decide/analysis-config.js';
 import { runGates } from './gates.js';
-import type { CheckRequest, CheckResult } from './transition.js';
+import type { CheckRequest, CheckResult } from '../decide/transition.js';
 
 /** One metric provider family behind one small interface (Prometheus, Datadog, ...). */
 export interface MetricChecker {

@@ -2,7 +2,7 @@
 // caches, which informers keep current. Nothing here calls the API server.
 
 import type * as k8s from '@kubernetes/client-node';
-import type { AlertProvider, Canary, MetricTemplate } from '../core/api/types.js';
+import type { AlertProvider, Canary, MetricTemplate } from '../../core/api/types.js';
 
 export interface ObjectCache<T> {
   get(namespace: string, name: string): T | undefined;

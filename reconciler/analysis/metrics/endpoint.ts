@@ -2,7 +2,7 @@
 // headers, timeouts, and errors that name the provider and the host but never
 // the credentials, the address's path or query, or the spec's header values.
 
-import type { MetricProviderType } from '../../core/api/types.js';
+import type { MetricProviderType } from '../../../core/api/types.js';
 import { basic, DEFAULT_TIMEOUT_MS, httpRequest, RequestError, scrub, snippet, statusLine, type HttpResponse } from './http.js';
 
 /** A failed query. The message is "<provider> (<host>): <reason>". */
