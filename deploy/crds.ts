@@ -9,7 +9,7 @@
 // anywhere; free-form maps (labels, annotations, template variables, webhook
 // metadata, headers) are `additionalProperties: {type: string}`.
 
-import { GROUP, VERSION } from '../core/annotations.js';
+import { GROUP, VERSION } from '../core/contract.js';
 import { CANARY_PHASES, DURATION_PATTERN, WEBHOOK_TYPES } from '../core/api/types.js';
 
 export interface ValidationRule {

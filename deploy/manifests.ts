@@ -22,7 +22,7 @@ import type {
   V1ServiceAccount,
 } from '@kubernetes/client-node';
 
-import { GROUP, MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, TRUE } from '../core/annotations.js';
+import { GROUP, MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, TRUE } from '../core/contract.js';
 
 // ---------------------------------------------------------------- names
 

@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { Registry, type Gauge, type Histogram } from '../core/metrics.js';
-import { MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, SKIP_LABEL, TRUE } from '../core/annotations.js';
+import { DEFAULTS_LABEL, GROUP, MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, REVISION_LABEL, SKIP_LABEL, TRUE, VERSION, canaryName } from '../core/contract.js';
 import type { AlertProvider, Canary, CanarySpec, MetricTemplate } from '../core/api/types.js';
 import type { Caches, HttpRoute } from './observe/caches.js';
 import { runChecks, stepOf, type MetricChecker } from './analysis/checks.js';
@@ -18,13 +18,13 @@ import { sendEvent, runGates } from './analysis/gates.js';
 import { applyEffect, NotLeaderError, writeCounter, type EffectClients, type EffectContext } from './apply/effects.js';
 import { ResilientInformer, type KubeObject } from './kit/informer.js';
 import { WorkQueue } from './kit/queue.js';
-import { canaryName, REVISION_LABEL } from './apply/copy.js';
+
 import { observe } from './observe/observe.js';
 import { KubernetesRouter } from './routers/kubernetes.js';
 import { GatewayApiRouter } from './routers/gatewayapi.js';
 import type { Router, RouterContext } from './routers/router.js';
 import { transition, type Observed, type Transition } from './decide/transition.js';
-import { defaultCanaryFor, DEFAULTS_LABEL } from './observe/defaults.js';
+import { defaultCanaryFor } from './observe/defaults.js';
 
 export interface EventSink {
   record(canary: Canary, type: 'Normal' | 'Warning', reason: string, message: string): void;
@@ -49,8 +49,6 @@ export interface ReconcilerOptions {
   namespace?: string;
 }
 
-const GROUP = 'canarygate.dev';
-const VERSION = 'v1alpha1';
 
 export class Reconciler {
   readonly queue: WorkQueue;

@@ -9,7 +9,7 @@ import {
   PENDING_REVISION,
   PENDING_SPEC,
   TRUE,
-} from '../core/annotations.js';
+} from '../core/contract.js';
 import { canonicalBytes, revisionOfCanonical } from '../core/revision.js';
 import type { AdmissionRequest, JsonPatchOp, KubeObject } from './admission.js';
 

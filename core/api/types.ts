@@ -8,7 +8,7 @@
 
 import type { V1ObjectMeta } from '@kubernetes/client-node';
 
-import { API_VERSION } from '../annotations.js';
+import { API_VERSION } from '../contract.js';
 
 export { API_VERSION };
 

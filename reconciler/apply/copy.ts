@@ -6,28 +6,9 @@
 // plain data.
 
 import type * as k8s from '@kubernetes/client-node';
-import { API_VERSION, CONTROL_ANNOTATIONS, MANAGED_LABEL } from '../../core/annotations.js';
+import { API_VERSION, CANARY_ROLE, CANARY_SUFFIX, CONTROL_ANNOTATIONS, GROUP, MANAGED_BY, MANAGED_BY_LABEL, MANAGED_LABEL, REVISION_LABEL, ROLE_LABEL, canaryName } from '../../core/contract.js';
 import type { Canary, CanaryService, ObjectMetadataOverrides } from '../../core/api/types.js';
 import { canonicalJson } from '../../core/revision.js';
-
-/** Label naming the revision the canary copy runs (on the copy and on its pod template). */
-export const REVISION_LABEL = 'canarygate.dev/revision';
-/** Label telling the canary copy (and its Pods) apart from everything else: value `canary`. */
-export const ROLE_LABEL = 'canarygate.dev/role';
-export const CANARY_ROLE = 'canary';
-/** Standard label put on every object canary-gate creates (router Services, HTTPRoutes it creates). */
-export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
-export const MANAGED_BY = 'canary-gate';
-
-/** Suffix of the canary copy and of the router's canary Service. */
-export const CANARY_SUFFIX = '-canary';
-/** Suffix of the router's primary Service (routers with their own Services). */
-export const PRIMARY_SUFFIX = '-primary';
-
-/** The name of the canary copy of `name`: `<name>-canary`. */
-export function canaryName(name: string): string {
-  return `${name}${CANARY_SUFFIX}`;
-}
 
 // ------------------------------------------------------------------ metadata
 
@@ -93,12 +74,12 @@ export function ownedBy(obj: { metadata?: k8s.V1ObjectMeta } | undefined, canary
 /** True when `obj` was created by canary-gate (any Canary): owned by a canarygate.dev object or labelled managed-by. */
 export function createdByCanaryGate(obj: { metadata?: k8s.V1ObjectMeta } | undefined): boolean {
   if (obj?.metadata?.labels?.[MANAGED_BY_LABEL] === MANAGED_BY) return true;
-  return (obj?.metadata?.ownerReferences ?? []).some((o) => o.apiVersion?.startsWith('canarygate.dev/') && o.kind === 'Canary');
+  return (obj?.metadata?.ownerReferences ?? []).some((o) => o.apiVersion?.startsWith(`${GROUP}/`) && o.kind === 'Canary');
 }
 
 /** ownerReferences of an existing object with this Canary as its controller (other owners kept, older Canary owners dropped). */
 export function withCanaryOwner(existing: k8s.V1OwnerReference[] | undefined, canary: Canary): k8s.V1OwnerReference[] {
-  const others = (existing ?? []).filter((o) => !(o.kind === 'Canary' && o.apiVersion?.startsWith('canarygate.dev/')));
+  const others = (existing ?? []).filter((o) => !(o.kind === 'Canary' && o.apiVersion?.startsWith(`${GROUP}/`)));
   return [...others.map((o) => (o.controller ? { ...o, controller: false } : o)), canaryOwnerReference(canary)];
 }
 

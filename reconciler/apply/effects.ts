@@ -4,16 +4,14 @@
 // preceded by a leadership check: a deposed leader stops acting at once.
 
 import * as k8s from '@kubernetes/client-node';
-import { MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC, TRUE } from '../../core/annotations.js';
+import { COMMAND_ANNOTATIONS, FINALIZER, GROUP, MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC, TRUE, VERSION, canaryName } from '../../core/contract.js';
 import type { Canary } from '../../core/api/types.js';
 import { escapePointer } from '../../webhook/decide.js';
-import { buildCanaryDeployment, buildCanaryService, canaryName, copyChange, needsUpdate } from './copy.js';
-import { FINALIZER, COMMAND_ANNOTATIONS, pendingChange } from '../observe/observe.js';
+import { buildCanaryDeployment, buildCanaryService, copyChange, needsUpdate } from './copy.js';
+import { pendingChange } from '../observe/observe.js';
 import type { Router, RouterContext } from '../routers/router.js';
 import type { Effect } from '../decide/transition.js';
 
-const GROUP = 'canarygate.dev';
-const VERSION = 'v1alpha1';
 
 export interface EffectClients {
   apps: k8s.AppsV1Api;
@@ -281,7 +279,6 @@ export function promotedServiceSpec(live: k8s.V1ServiceSpec, pending: Record<str
   return out;
 }
 
-export { canaryName };
 
 function isAlreadyExists(err: unknown): boolean {
   const e = err as { code?: number; body?: unknown };

@@ -9,11 +9,11 @@
 // merge-patch spec.suspend.
 
 import * as k8s from '@kubernetes/client-node';
-import { PENDING_REVISION } from '../../core/annotations.js';
+import { COMMAND_ANNOTATIONS, PENDING_REVISION } from '../../core/contract.js';
 import type { Command } from '../../core/cli.js';
 import type { Canary, CanaryPhase } from '../../core/api/types.js';
 import { requestTimeout } from '../kit/informer.js';
-import { COMMAND_ANNOTATIONS } from '../observe/observe.js';
+
 import { analysisOf } from './format.js';
 import {
   CONNECTION_HELP,

@@ -14,7 +14,8 @@
 // (4, the timeout, is the caller's.)
 
 import type { Canary, CanaryPhase } from '../../core/api/types.js';
-import { COMMAND_ANNOTATIONS } from '../observe/observe.js';
+import { COMMAND_ANNOTATIONS } from '../../core/contract.js';
+
 
 export const EXIT = { promoted: 0, failed: 1, usage: 2, cancelled: 3, timeout: 4 } as const;
 

@@ -6,13 +6,12 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
-import { GROUP, VERSION } from '../../core/annotations.js';
+import { CLI_COMPONENT, GROUP, VERSION } from '../../core/contract.js';
 import type { Canary } from '../../core/api/types.js';
 import { requestTimeout } from '../kit/informer.js';
 
 export const PLURAL = 'canaries';
 /** Shown as the source of the Events the CLI records. */
-export const CLI_COMPONENT = 'canarygate.dev/cli';
 /** Every request the CLI makes gives up after this long (a watch excepted). */
 export const REQUEST_TIMEOUT_MS = 20_000;
 

@@ -4,13 +4,10 @@
 // (YAML or JSON). Several such ConfigMaps are merged in name order.
 
 import * as k8s from '@kubernetes/client-node';
-import { API_VERSION } from '../../core/annotations.js';
+import { API_VERSION, GENERATED_ANNOTATION } from '../../core/contract.js';
 import type { Canary, CanarySpec } from '../../core/api/types.js';
 
-export const DEFAULTS_LABEL = 'canarygate.dev/defaults';
 export const DEFAULTS_KEY = 'canary';
-/** Marks a Canary the reconciler created from defaults (not written by a user). */
-export const GENERATED_ANNOTATION = 'canarygate.dev/generated-from-defaults';
 
 type Plain = Record<string, unknown>;
 

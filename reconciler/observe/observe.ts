@@ -3,22 +3,15 @@
 // object generation so an idle canary costs no hashing.
 
 import type * as k8s from '@kubernetes/client-node';
-import { PENDING_REVISION, PENDING_SPEC, MANAGED_LABEL, TRUE } from '../../core/annotations.js';
+import { COMMAND_ANNOTATIONS, FINALIZER, MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC, REVISION_LABEL, TRUE, canaryName } from '../../core/contract.js';
 import type { Canary } from '../../core/api/types.js';
 import { revisionOf, revisionOfCanonical } from '../../core/revision.js';
 import { serviceSpecForRevision } from '../../webhook/decide.js';
 import { resolveAnalysis } from '../decide/analysis-config.js';
 import type { Caches } from './caches.js';
-import { canaryName, REVISION_LABEL } from '../apply/copy.js';
+
 import type { CanaryCopyView, Commands, Observed, RolloutStatus, TargetView } from '../decide/transition.js';
 
-export const FINALIZER = 'canarygate.dev/finalizer';
-/** Annotations on a Canary through which the CLI asks for promote/abort/retry of a revision. */
-export const COMMAND_ANNOTATIONS = {
-  promote: 'canarygate.dev/promote',
-  abort: 'canarygate.dev/abort',
-  retry: 'canarygate.dev/retry',
-} as const;
 
 const liveRevisionMemo = new WeakMap<object, { key: string; revision: string }>();
 

@@ -26,19 +26,7 @@ import type { Canary, HttpMatch, StringMatch } from '../../core/api/types.js';
 import { canonicalJson } from '../../core/revision.js';
 import { parseDuration } from '../decide/analysis-config.js';
 import type { HttpRoute, ObjectCache } from '../observe/caches.js';
-import {
-  CANARY_SUFFIX,
-  MANAGED_BY,
-  MANAGED_BY_LABEL,
-  PRIMARY_SUFFIX,
-  apexServiceName,
-  buildRouterService,
-  canaryOwnerReference,
-  ownedBy,
-  renameSelectorLabels,
-  routerServicePorts,
-  selectorKeys,
-} from '../apply/copy.js';
+import { apexServiceName, buildRouterService, canaryOwnerReference, ownedBy, renameSelectorLabels, routerServicePorts, selectorKeys } from '../apply/copy.js';
 import {
   FIELD_MANAGER,
   MAX_CONFLICT_RETRIES,
@@ -50,6 +38,7 @@ import {
   statusCode,
 } from './kubernetes.js';
 import type { Router, RouterContext, Weights } from './router.js';
+import { CANARY_SUFFIX, MANAGED_BY, MANAGED_BY_LABEL, PRIMARY_SUFFIX } from '../../core/contract.js';
 
 export const GATEWAY_GROUP = 'gateway.networking.k8s.io';
 export const GATEWAY_VERSION = 'v1';

@@ -18,21 +18,9 @@
 import * as k8s from '@kubernetes/client-node';
 import type { Canary } from '../../core/api/types.js';
 import type { ObjectCache } from '../observe/caches.js';
-import {
-  CANARY_ROLE,
-  CANARY_SUFFIX,
-  ROLE_LABEL,
-  apexServiceName,
-  buildRouterService,
-  createdByCanaryGate,
-  mergeRouterService,
-  ownedBy,
-  renameSelectorLabels,
-  routerServiceNeedsUpdate,
-  routerServicePorts,
-  selectorKeys,
-} from '../apply/copy.js';
+import { apexServiceName, buildRouterService, createdByCanaryGate, mergeRouterService, ownedBy, renameSelectorLabels, routerServiceNeedsUpdate, routerServicePorts, selectorKeys } from '../apply/copy.js';
 import type { Router, RouterContext, Weights } from './router.js';
+import { CANARY_ROLE, CANARY_SUFFIX, ROLE_LABEL } from '../../core/contract.js';
 
 /** Field manager of every write the routers make. */
 export const FIELD_MANAGER = 'canary-gate';

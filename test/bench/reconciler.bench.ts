@@ -78,7 +78,7 @@ import type { TLSSocket } from 'node:tls';
 import * as k8s from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { generateCertificates } from '../../certs/generate.js';
-import { MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, PENDING_REVISION } from '../../core/annotations.js';
+import { MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, PENDING_REVISION } from '../../core/contract.js';
 import type { Canary } from '../../core/api/types.js';
 import { MUTATING_WEBHOOK_NAME, webhookConfiguration } from '../../deploy/manifests.js';
 import { ResilientInformer, type KubeObject } from '../../reconciler/kit/informer.js';

@@ -10,7 +10,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { NAMESPACE_ENABLED_LABEL } from '../../core/annotations.js';
+import { NAMESPACE_ENABLED_LABEL } from '../../core/contract.js';
 import { GateServer } from '../e2e/gate-server.js';
 import { cliPath, clusterDown, clusterUp, kubeconfigPath, kubectl, kubectlOk, repoRoot } from '../e2e/cluster.js';
 import { startReconciler, type RunningReconciler } from '../e2e/reconciler-process.js';

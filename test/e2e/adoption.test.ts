@@ -2,7 +2,7 @@
 // deleting a Canary mid-run, and the safety net for a bypassed webhook.
 
 import assert from 'node:assert/strict';
-import { MANAGED_LABEL, PENDING_REVISION } from '../../core/annotations.js';
+import { MANAGED_LABEL, PENDING_REVISION } from '../../core/contract.js';
 import type { Canary } from '../../core/api/types.js';
 import { kubectl, kubectlOk, getObject as get, applyAsUser as apply } from './cluster.js';
 import { GateServer } from './gate-server.js';

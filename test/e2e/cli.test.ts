@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 
 import assert from 'node:assert/strict';
 import type { Canary } from '../../core/api/types.js';
-import { MANAGED_LABEL, PENDING_REVISION } from '../../core/annotations.js';
+import { MANAGED_LABEL, PENDING_REVISION } from '../../core/contract.js';
 import { cliPath, kubeconfigPath, kubectl, kubectlOk, run, type RunResult, getObject as get, applyAsUser as applyJson } from './cluster.js';
 import { GateServer } from './gate-server.js';
 import { createNamespace, deleteNamespace } from './namespaces.js';

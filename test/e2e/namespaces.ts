@@ -1,7 +1,7 @@
 // Throwaway namespaces, so that test files can run in parallel.
 
 import { randomBytes } from 'node:crypto';
-import { NAMESPACE_ENABLED_LABEL } from '../../core/annotations.js';
+import { NAMESPACE_ENABLED_LABEL } from '../../core/contract.js';
 import { kubectl, kubectlOk } from './cluster.js';
 
 /** Creates a namespace `<prefix>-<random>`; opted in to canary-gate unless enabled is false. */

@@ -1,6 +1,6 @@
 // Manifests the end-to-end tests apply, as a user would write them.
 
-import { MANAGED_LABEL } from '../../core/annotations.js';
+import { MANAGED_LABEL } from '../../core/contract.js';
 
 export function deployment(name: string, opts: { image: string; replicas?: number; managed?: boolean; labels?: Record<string, string> }) {
   const labels: Record<string, string> = { ...(opts.labels ?? {}) };

@@ -3,7 +3,7 @@
 // least-privilege RBAC) running it to promotion or rollback.
 
 import assert from 'node:assert/strict';
-import { PENDING_REVISION, MANAGED_LABEL } from '../../core/annotations.js';
+import { PENDING_REVISION, MANAGED_LABEL } from '../../core/contract.js';
 import type { Canary } from '../../core/api/types.js';
 import { kubectl, kubectlOk, getObject as get, applyAsUser as applyJson } from './cluster.js';
 import { GateServer } from './gate-server.js';

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import type * as k8s from '@kubernetes/client-node';
 import type { Canary, CanarySpec } from '../../core/api/types.js';
-import { ROLE_LABEL, buildCanaryDeployment, canaryName } from '../../reconciler/apply/copy.js';
+import { buildCanaryDeployment } from '../../reconciler/apply/copy.js';
 import { GatewayApiRouter, MATCH_RULE, WEIGHT_RULE, readWeights, routePlan, type HTTPRoute } from '../../reconciler/routers/gatewayapi.js';
 import { KubernetesRouter } from '../../reconciler/routers/kubernetes.js';
 import type { RouterContext } from '../../reconciler/routers/router.js';
@@ -14,6 +14,7 @@ import { apps, core, custom, kubectl, kubectlOk } from './cluster.js';
 import { createNamespace, deleteNamespace } from './namespaces.js';
 import { deployment, service, yamlOf } from './objects.js';
 import { waitFor } from './wait.js';
+import { ROLE_LABEL, canaryName } from '../../core/contract.js';
 
 const GW = { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes' };
 

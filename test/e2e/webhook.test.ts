@@ -3,7 +3,7 @@
 // server-side dry-run, and scale changes.
 
 import assert from 'node:assert/strict';
-import { MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC } from '../../core/annotations.js';
+import { MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC } from '../../core/contract.js';
 import { kubectl, kubectlOk } from './cluster.js';
 import { createNamespace, deleteNamespace } from './namespaces.js';
 import { deployment, service } from './objects.js';

@@ -3,25 +3,10 @@
 
 import assert from 'node:assert/strict';
 import type * as k8s from '@kubernetes/client-node';
-import { MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC } from '../../core/annotations.js';
+import { MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC, REVISION_LABEL, ROLE_LABEL, canaryName } from '../../core/contract.js';
 import type { Canary } from '../../core/api/types.js';
 import { serviceSpecForRevision } from '../../webhook/decide.js';
-import {
-  REVISION_LABEL,
-  ROLE_LABEL,
-  buildCanaryDeployment,
-  buildCanaryService,
-  buildRouterService,
-  canaryLabelValue,
-  canaryName,
-  copyChange,
-  mergeRouterService,
-  needsUpdate,
-  renameSelectorLabels,
-  routerServiceNeedsUpdate,
-  routerServicePorts,
-  withoutAllocatedFields,
-} from '../../reconciler/apply/copy.js';
+import { buildCanaryDeployment, buildCanaryService, buildRouterService, canaryLabelValue, copyChange, mergeRouterService, needsUpdate, renameSelectorLabels, routerServiceNeedsUpdate, routerServicePorts, withoutAllocatedFields } from '../../reconciler/apply/copy.js';
 import { deployment as fixtureDeployment, service as fixtureService } from '../fixtures/objects.js';
 
 const CANARY_UID = '0c4b7f3e-3f5a-4e0b-9a51-7d0f5b2c9e11';

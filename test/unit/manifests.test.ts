@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 
 import type { V1ClusterRole, V1Deployment, V1PodSpec, V1Role } from '@kubernetes/client-node';
 
-import { MANAGED_LABEL, NAMESPACE_ENABLED_LABEL } from '../../core/annotations.js';
+import { MANAGED_LABEL, NAMESPACE_ENABLED_LABEL } from '../../core/contract.js';
 import { command, generateFiles, staleFiles } from '../../deploy/command.js';
 import { crds, freeFormMaps, type JSONSchemaProps } from '../../deploy/crds.js';
 import {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type * as k8s from '@kubernetes/client-node';
 import type { Canary, CanarySpec } from '../../core/api/types.js';
 import type { HttpRoute } from '../../reconciler/observe/caches.js';
-import { ROLE_LABEL } from '../../reconciler/apply/copy.js';
+
 import {
   GatewayApiRouter,
   MATCH_RULE,
@@ -26,6 +26,7 @@ import {
 } from '../../reconciler/routers/gatewayapi.js';
 import { KubernetesRouter, canaryServiceSelector, replicasForWeight, weightsFromReadyPods } from '../../reconciler/routers/kubernetes.js';
 import type { RouterContext } from '../../reconciler/routers/router.js';
+import { ROLE_LABEL } from '../../core/contract.js';
 
 const UID = '6a0d2c1e-0000-4000-8000-000000000001';
 

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import jsonpatch from 'fast-json-patch';
-import { MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC } from '../../core/annotations.js';
+import { MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC } from '../../core/contract.js';
 import { revisionOf } from '../../core/revision.js';
 import type { AdmissionRequest, JsonPatchOp, KubeObject } from '../../webhook/admission.js';
 import { decide, serviceSpecForRevision, type DecideConfig, type DecideResult } from '../../webhook/decide.js';

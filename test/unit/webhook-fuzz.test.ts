@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
-import { MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC } from '../../core/annotations.js';
+import { MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC } from '../../core/contract.js';
 import type { AdmissionRequest } from '../../webhook/admission.js';
 import { decide } from '../../webhook/decide.js';
 import { review } from '../../webhook/review.js';

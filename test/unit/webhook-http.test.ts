@@ -13,7 +13,7 @@ import tls from 'node:tls';
 import { pino } from 'pino';
 import request from 'supertest';
 import { generateCertificates } from '../../certs/generate.js';
-import { PENDING_REVISION } from '../../core/annotations.js';
+import { PENDING_REVISION } from '../../core/contract.js';
 import { Registry } from '../../core/metrics.js';
 import type { AdmissionReview, JsonPatchOp } from '../../webhook/admission.js';
 import { decide } from '../../webhook/decide.js';
