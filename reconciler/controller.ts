@@ -15,14 +15,13 @@ import { TemplateMetricChecker } from './analysis/metrics/checker.js';
 import { secretReader } from './analysis/metrics/secrets.js';
 import { Alerter, alertForEvent } from './notify/alerts.js';
 import { sendEvent, runGates } from './analysis/gates.js';
-import { applyEffect, NotLeaderError, writeCounter, type EffectClients, type EffectContext } from './apply/effects.js';
+import { applyEffect, NotLeaderError, writeCounter, type EffectClients, type EffectHooks } from './apply/effects.js';
 import { ResilientInformer, type KubeObject } from './kit/informer.js';
 import { WorkQueue } from './kit/queue.js';
 
-import { observe } from './observe/observe.js';
-import { KubernetesRouter } from './routers/kubernetes.js';
-import { GatewayApiRouter } from './routers/gatewayapi.js';
-import type { Router, RouterContext } from './routers/router.js';
+import { buildSyncContext, targetCache } from './observe/context.js';
+import { Routers } from './routers/index.js';
+import { targetKind } from '../core/targets/index.js';
 import { transition, type Observed, type Transition } from './decide/transition.js';
 import { defaultCanaryFor } from './observe/defaults.js';
 
@@ -55,7 +54,7 @@ export class Reconciler {
   readonly caches: Caches;
   private readonly informers: ResilientInformer<KubeObject>[] = [];
   private readonly api: EffectClients;
-  private readonly routers: Record<string, Router>;
+  private readonly routers: Routers;
   private readonly log: Logger;
   /** target "ns/Kind/name" -> Canary keys that name it. */
   private readonly byTarget = new Map<string, Set<string>>();
@@ -132,10 +131,7 @@ export class Reconciler {
         { registry },
       );
     this.alerter = new Alerter({ provider: (ns, n) => this.caches.alertProviders.get(ns, n), secret }, { logger: this.log, registry });
-    this.routers = {
-      kubernetes: new KubernetesRouter({ core: this.api.core, caches: this.caches }),
-      gatewayapi: new GatewayApiRouter({ core: this.api.core, custom: this.api.custom, caches: this.caches }),
-    };
+    this.routers = new Routers({ core: this.api.core, custom: this.api.custom, caches: this.caches });
     this.queue = new WorkQueue({
       name: 'canaries',
       onError: (key, err, retries) => {
@@ -313,15 +309,13 @@ export class Reconciler {
     const targetWrite = this.targetWritten.get(key);
     if (targetWrite) {
       const ref = canary.spec.targetRef;
-      const target = ref.kind === 'Deployment' ? this.caches.deployments.get(ns, ref.name) : this.caches.services.get(ns, ref.name);
+      const target = targetCache(targetKind(ref.kind), this.caches).get(ns, ref.name);
       if (target && olderThan(target.metadata?.resourceVersion, targetWrite)) return { requeueAfterMs: 50 };
       this.targetWritten.delete(key);
     }
 
-    const router = this.routers[canary.spec.provider ?? 'kubernetes'] ?? this.routers.kubernetes!;
-    const routerContext = this.routerContext(canary);
-    const now = Date.now();
-    const seen = observe(canary, this.caches, now, router.getWeights(routerContext).canary);
+    // One context for the whole sync: the state machine, the routers and the effects all read it.
+    const seen = buildSyncContext(canary, this.caches, this.routers.for(canary.spec.provider), Date.now());
     if (seen.pendingError) this.opts.events.record(canary, 'Warning', 'InvalidPendingRevision', seen.pendingError);
 
     let t: Transition = transition(seen.observed);
@@ -336,12 +330,7 @@ export class Reconciler {
     // Intent first: the status says what is being done before it is done, so
     // that a process killed in between resumes the same step.
     await this.writeStatus(key, canary, t);
-    const ctx: EffectContext = {
-      canary,
-      router,
-      routerContext,
-      ...(seen.target ? { target: seen.target } : {}),
-      ...(seen.copy ? { copy: seen.copy } : {}),
+    const hooks: EffectHooks = {
       runPostRollout: async () => {
         const hooks = (canary.spec.analysis?.webhooks ?? []).filter((h) => h.type === 'post-rollout');
         if (hooks.length) await runGates(hooks, eventPayload(canary, t));
@@ -352,10 +341,10 @@ export class Reconciler {
       },
     };
     const copyHpa = this.caches.hpas.get(ns, canaryName(canary.spec.targetRef.name));
-    if (copyHpa) ctx.copyHpa = copyHpa;
+    if (copyHpa) hooks.copyHpa = copyHpa;
     for (const effect of t.effects) {
       try {
-        await applyEffect(effect, ctx, this.api);
+        await applyEffect(effect, seen, hooks, this.api);
       } catch (err) {
         // The API server refused what we wrote (typically a pending spec that
         // does not validate): say so on the Canary, then retry with backoff;
@@ -402,25 +391,6 @@ export class Reconciler {
     this.m.rollouts.labels(outcome).inc();
     const started = Date.parse(observed.status.progressStartedAt ?? '');
     if (!Number.isNaN(started)) this.m.rolloutDuration.labels(outcome).observe(Math.max(0, observed.now - started) / 1000);
-  }
-
-  private routerContext(canary: Canary): RouterContext {
-    const ns = canary.metadata.namespace ?? '';
-    const ref = canary.spec.targetRef;
-    const ctx: RouterContext = { canary, namespace: ns };
-    const serviceName = canary.spec.service?.name ?? ref.name;
-    if (ref.kind === 'Deployment') {
-      const target = this.caches.deployments.get(ns, ref.name);
-      if (target) ctx.target = target;
-      const copy = this.caches.deployments.get(ns, canaryName(ref.name));
-      if (copy) ctx.copy = copy;
-    } else {
-      const svc = this.caches.services.get(ns, ref.name);
-      if (svc) ctx.targetService = svc;
-    }
-    const service = this.caches.services.get(ns, serviceName);
-    if (service) ctx.service = service;
-    return ctx;
   }
 
   private async writeStatus(key: string, canary: Canary, t: Transition): Promise<void> {

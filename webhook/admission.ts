@@ -45,11 +45,7 @@ export interface AdmissionRequest {
   options?: { fieldManager?: string; [key: string]: unknown } | null;
 }
 
-export interface JsonPatchOp {
-  op: 'add' | 'remove' | 'replace';
-  path: string;
-  value?: unknown;
-}
+export type { JsonPatchOp } from '../core/json.js';
 
 export interface AdmissionResponse {
   uid: string;

@@ -10,8 +10,10 @@ import {
   PENDING_SPEC,
   TRUE,
 } from '../core/contract.js';
+import { escapePointer, type JsonPatchOp } from '../core/json.js';
 import { canonicalBytes, revisionOfCanonical } from '../core/revision.js';
-import type { AdmissionRequest, JsonPatchOp, KubeObject } from './admission.js';
+import { targetKindOf } from '../core/targets/index.js';
+import type { AdmissionRequest, KubeObject } from './admission.js';
 
 export interface DecideConfig {
   /** Usernames whose updates pass untouched: the reconciler promotes through them. */
@@ -67,15 +69,6 @@ export const DEFAULT_MAX_PENDING_SPEC_BYTES = 192 * 1024;
  */
 const METADATA_ONLY_FIELD_MANAGERS: ReadonlySet<string> = new Set(['kubectl-label', 'kubectl-annotate']);
 
-type Target = 'Deployment' | 'Service';
-
-function targetOf(request: AdmissionRequest): Target | undefined {
-  const { group, version, kind } = request.kind ?? ({} as AdmissionRequest['kind']);
-  if (group === 'apps' && version === 'v1' && kind === 'Deployment') return 'Deployment';
-  if (group === '' && version === 'v1' && kind === 'Service') return 'Service';
-  return undefined;
-}
-
 function isManaged(obj: KubeObject | null | undefined): boolean {
   return obj?.metadata?.labels?.[MANAGED_LABEL] === TRUE;
 }
@@ -84,7 +77,7 @@ const skipped: DecideResult = { allowed: true, decision: 'skipped' };
 
 export function decide(request: AdmissionRequest, config: DecideConfig): DecideResult {
   if (request.subResource) return skipped;
-  const target = targetOf(request);
+  const target = targetKindOf(request.kind);
   if (!target) return skipped;
   const incoming = request.object;
   if (!incoming || typeof incoming !== 'object') return skipped;
@@ -109,11 +102,11 @@ export function decide(request: AdmissionRequest, config: DecideConfig): DecideR
     return patch.length ? { allowed: true, decision: 'skipped', patch, forgeryReverted: true } : skipped;
   }
 
-  const stableSpec = target === 'Deployment' ? old.spec?.template : serviceSpecForRevision(old.spec);
-  const incomingSpec = target === 'Deployment' ? incoming.spec?.template : serviceSpecForRevision(incoming.spec);
+  const stableSpec = target.specUnderCanary(old);
+  const incomingSpec = target.specUnderCanary(incoming);
   // Without both specs there is nothing to hold or restore; the API server's
   // own validation refuses an object that lacks its template.
-  if (!stableSpec || typeof stableSpec !== 'object' || !incomingSpec || typeof incomingSpec !== 'object') return skipped;
+  if (!stableSpec || !incomingSpec) return skipped;
   const oldRevision = old.metadata?.annotations?.[PENDING_REVISION];
 
   let desired: Record<string, string>;
@@ -122,29 +115,21 @@ export function decide(request: AdmissionRequest, config: DecideConfig): DecideR
   let revision: string | undefined;
   const warnings: string[] = [];
 
-  // One walk of the two templates, in place, decides both whether they are
+  // One walk of the two specs, in place, decides both whether they are
   // equal (ignoring key order) and which operations restore the stable one:
   // no serialisation at all when they are equal. Only a changed spec pays
   // for its canonical form (needed for the revision and the annotation
-  // anyway). A Service spec is compared without its server-allocated fields
-  // and restored whole. This is the hot path: comparing through two
-  // JSON.stringify and two canonicalJson calls cost 2.5x more.
-  let restorePatch: JsonPatchOp[];
-  let same: boolean;
-  if (target === 'Deployment') {
-    restorePatch = restoreOps('/spec/template', incomingSpec, stableSpec);
-    same = restorePatch.length === 0;
-  } else {
-    same = jsonEqual(incomingSpec, stableSpec);
-    restorePatch = same ? [] : [{ op: 'replace', path: '/spec', value: old.spec }];
-  }
+  // anyway). This is the hot path: comparing through two JSON.stringify and
+  // two canonicalJson calls cost 2.5x more.
+  const restorePatch = target.restoreOps(incoming, old);
+  const same = restorePatch.length === 0;
 
   if (same) {
     const metadataOnly = METADATA_ONLY_FIELD_MANAGERS.has(request.options?.fieldManager ?? '');
     if (oldRevision !== undefined && !metadataOnly) {
       decision = 'cancelled';
       desired = {};
-      warnings.push(`canary-gate: back to the stable ${target === 'Deployment' ? 'pod template' : 'Service spec'}; pending revision ${oldRevision} withdrawn`);
+      warnings.push(`canary-gate: back to the stable ${target.specNoun}; pending revision ${oldRevision} withdrawn`);
     } else {
       decision = 'unchanged';
       desired = pick(old.metadata?.annotations, CONTROL_ANNOTATIONS);
@@ -158,7 +143,7 @@ export function decide(request: AdmissionRequest, config: DecideConfig): DecideR
         allowed: false,
         decision: 'rejected',
         message:
-          `canary-gate: the new ${target === 'Deployment' ? 'pod template' : 'Service spec'} is ${bytes.length} bytes ` +
+          `canary-gate: the new ${target.specNoun} is ${bytes.length} bytes ` +
           `of JSON, more than the ${limit} bytes a pending revision may hold in an annotation; the update was not applied`,
       };
     }
@@ -172,7 +157,7 @@ export function decide(request: AdmissionRequest, config: DecideConfig): DecideR
     else if (oldRevision === revision) decision = 'reapplied';
     else decision = 'replaced';
     if (decision !== 'reapplied') {
-      warnings.push(`canary-gate: change held as pending revision ${revision}; the live ${target} stays on its stable spec until the canary is promoted`);
+      warnings.push(`canary-gate: change held as pending revision ${revision}; the live ${target.kind} stays on its stable spec until the canary is promoted`);
     }
   }
 
@@ -190,163 +175,11 @@ export function decide(request: AdmissionRequest, config: DecideConfig): DecideR
   return result;
 }
 
-/**
- * A Service spec without the fields the API server allocates, so that a
- * manifest that omits them (kubectl replace, GitOps) is not seen as a change.
- */
-export function serviceSpecForRevision(spec: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
-  if (!spec) return spec;
-  const { clusterIP: _a, clusterIPs: _b, ipFamilies: _c, ipFamilyPolicy: _d, healthCheckNodePort: _e, ...rest } = spec;
-  const ports = rest.ports;
-  if (Array.isArray(ports)) {
-    rest.ports = ports.map((p) => {
-      if (!p || typeof p !== 'object') return p;
-      const { nodePort: _n, ...port } = p as Record<string, unknown>;
-      return port;
-    });
-  }
-  return rest;
-}
-
-/**
- * Deep equality of two JSON values with object keys in any order: for values
- * that came from JSON.parse, exactly `canonicalJson(a) === canonicalJson(b)`
- * (an undefined member counts as absent, an undefined array element as
- * null), without building either text. One difference: an own "__proto__"
- * key counts here, while canonicalJson's sortKeys loses it (its assignment
- * hits the prototype setter).
- */
-export function jsonEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  const arrayA = Array.isArray(a);
-  if (arrayA !== Array.isArray(b)) return false;
-  if (arrayA) {
-    const x = a as unknown[];
-    const y = b as unknown[];
-    if (x.length !== y.length) return false;
-    for (let i = 0; i < x.length; i++) {
-      if (!jsonEqual(x[i] === undefined ? null : x[i], y[i] === undefined ? null : y[i])) return false;
-    }
-    return true;
-  }
-  const x = a as Record<string, unknown>;
-  const y = b as Record<string, unknown>;
-  let members = 0;
-  for (const key of Object.keys(x)) {
-    const v = x[key];
-    if (v === undefined) continue;
-    members++;
-    const w = y[key];
-    if (w === undefined || !Object.prototype.hasOwnProperty.call(y, key) || !jsonEqual(v, w)) return false;
-  }
-  for (const key of Object.keys(y)) if (y[key] !== undefined) members--;
-  return members === 0;
-}
-
 function pick(source: Record<string, string> | undefined, keys: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
   if (!source) return out;
   for (const k of keys) if (source[k] !== undefined) out[k] = source[k];
   return out;
-}
-
-/** Above this many operations, one replace of the whole subtree is smaller and simpler. */
-const MAX_RESTORE_OPS = 16;
-
-/**
- * Operations that turn `from` (the incoming template) back into `to` (the
- * stable one), touching only the parts that differ: an image change becomes
- * one small replace instead of the whole template in every answer. Empty
- * exactly when the two are equal as jsonEqual() sees it. Only the two
- * templates are walked, once, never the whole object.
- */
-export function restoreOps(path: string, from: unknown, to: unknown): JsonPatchOp[] {
-  const walk = new RestoreWalk(path);
-  if (!walk.diff(from, to)) return [{ op: 'replace', path, value: to }];
-  return walk.ops;
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
-
-const hasOwn = Object.prototype.hasOwnProperty;
-
-/** An own member only: a key such as "constructor" must not find Object.prototype's. */
-function own(o: Record<string, unknown>, key: string): unknown {
-  return hasOwn.call(o, key) ? o[key] : undefined;
-}
-
-/**
- * One walk of two values that collects the operations turning the first into
- * the second. Each pair of values is visited once; the path is kept as a
- * stack of segments and written out as a JSON pointer only for an operation,
- * so equal parts (nearly all of a template) cost no strings at all.
- */
-class RestoreWalk {
-  readonly ops: JsonPatchOp[] = [];
-  private readonly segments: Array<string | number> = [];
-  constructor(private readonly base: string) {}
-
-  private pointer(last?: string): string {
-    let out = this.base;
-    for (const s of this.segments) out += `/${typeof s === 'number' ? s : escapePointer(s)}`;
-    return last === undefined ? out : `${out}/${escapePointer(last)}`;
-  }
-
-  /** Appends an operation; false once there are more than MAX_RESTORE_OPS (the caller replaces the whole subtree). */
-  private emit(op: JsonPatchOp): boolean {
-    return this.ops.push(op) <= MAX_RESTORE_OPS;
-  }
-
-  diff(from: unknown, to: unknown): boolean {
-    if (from === to) return true;
-    if (isPlainObject(from) && isPlainObject(to)) {
-      const fromKeys = Object.keys(from);
-      let matched = 0;
-      for (const key of Object.keys(to)) {
-        const want = to[key];
-        if (want === undefined) continue;
-        const have = own(from, key);
-        if (have !== undefined) matched++;
-        if (have === want) continue;
-        if (have === undefined) {
-          if (!this.emit({ op: 'add', path: this.pointer(key), value: want })) return false;
-          continue;
-        }
-        this.segments.push(key);
-        const ok = this.diff(have, want);
-        this.segments.pop();
-        if (!ok) return false;
-      }
-      // Every member of `from` had its counterpart: nothing to remove.
-      if (matched === fromKeys.length) return true;
-      for (const key of fromKeys) {
-        if (from[key] !== undefined && own(to, key) === undefined && !this.emit({ op: 'remove', path: this.pointer(key) })) return false;
-      }
-      return true;
-    }
-    if (Array.isArray(from) && Array.isArray(to) && from.length === to.length) {
-      for (let i = 0; i < to.length; i++) {
-        const have = from[i] ?? null;
-        const want = to[i] ?? null;
-        if (have === want) continue;
-        this.segments.push(i);
-        const ok = this.diff(have, want);
-        this.segments.pop();
-        if (!ok) return false;
-      }
-      return true;
-    }
-    return this.emit({ op: 'replace', path: this.pointer(), value: to });
-  }
-}
-
-/** JSON pointer escaping (RFC 6901) for one path segment. */
-export function escapePointer(segment: string): string {
-  if (segment.indexOf('~') < 0 && segment.indexOf('/') < 0) return segment;
-  return segment.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
 /** Operations that make the object's control annotations exactly `desired`. */

@@ -9,6 +9,8 @@ import type * as k8s from '@kubernetes/client-node';
 import { API_VERSION, CANARY_ROLE, CANARY_SUFFIX, CONTROL_ANNOTATIONS, GROUP, MANAGED_BY, MANAGED_BY_LABEL, MANAGED_LABEL, REVISION_LABEL, ROLE_LABEL, canaryName } from '../../core/contract.js';
 import type { Canary, CanaryService, ObjectMetadataOverrides } from '../../core/api/types.js';
 import { canonicalJson } from '../../core/revision.js';
+import { withoutAllocatedFields } from '../../core/targets/index.js';
+import type { SyncContext } from '../observe/context.js';
 
 // ------------------------------------------------------------------ metadata
 
@@ -186,19 +188,15 @@ export function buildCanaryDeployment(input: CanaryDeploymentInput): k8s.V1Deplo
   return { apiVersion: 'apps/v1', kind: 'Deployment', metadata, spec };
 }
 
-/** Service spec fields the API server allocates; they never travel to another Service. */
-const ALLOCATED_SERVICE_FIELDS = ['clusterIP', 'clusterIPs', 'ipFamilies', 'ipFamilyPolicy', 'healthCheckNodePort', 'loadBalancerIP'] as const;
-
-/** A Service spec without its server-allocated fields (cluster IPs, IP families, node ports, health-check node port). */
-export function withoutAllocatedFields(spec: Record<string, unknown>): k8s.V1ServiceSpec {
-  const out: Record<string, unknown> = structuredClone(spec);
-  for (const f of ALLOCATED_SERVICE_FIELDS) delete out[f];
-  if (Array.isArray(out.ports)) {
-    out.ports = (out.ports as Record<string, unknown>[]).map((p) => {
-      const { nodePort: _nodePort, ...port } = p;
-      return port;
-    });
-  }
+/**
+ * The spec of a Service target's copy: the pending spec without the fields
+ * the API server allocates (core/targets/service.ts), and without
+ * `loadBalancerIP`, which is the user's to request but can belong to one
+ * Service only.
+ */
+export function serviceCopySpec(pending: Record<string, unknown>): k8s.V1ServiceSpec {
+  const out = structuredClone(withoutAllocatedFields(pending) ?? {});
+  delete out.loadBalancerIP;
   return out as k8s.V1ServiceSpec;
 }
 
@@ -228,7 +226,36 @@ export function buildCanaryService(input: CanaryServiceInput): k8s.V1Service {
   };
   if (targetService.metadata?.namespace) metadata.namespace = targetService.metadata.namespace;
   if (Object.keys(annotations).length > 0) metadata.annotations = annotations;
-  return { apiVersion: 'v1', kind: 'Service', metadata, spec: withoutAllocatedFields(pendingSpec) };
+  return { apiVersion: 'v1', kind: 'Service', metadata, spec: serviceCopySpec(pendingSpec) };
+}
+
+/**
+ * The desired canary copy for this sync: a Deployment sized and labelled by
+ * the router for `weight`, or a Service holding the pending spec.
+ */
+export function buildCopy(ctx: SyncContext, pending: { revision: string; spec: Record<string, unknown> }, weight: number): k8s.V1Deployment | k8s.V1Service {
+  const { canary, router } = ctx;
+  if (!ctx.kind.runsPods) return buildCanaryService({ targetService: ctx.live as k8s.V1Service, pendingSpec: pending.spec, revision: pending.revision, canary });
+  const target = ctx.live as k8s.V1Deployment;
+  const template = pending.spec as k8s.V1PodTemplateSpec;
+  return buildCanaryDeployment({
+    target,
+    pendingTemplate: template,
+    revision: pending.revision,
+    replicas: router.canaryReplicas(ctx, weight, ctx.kind.replicas(target)),
+    podLabels: router.canaryPodLabels(ctx, template.metadata?.labels ?? {}),
+    canary,
+  });
+}
+
+/** `desired` made ready to replace `existing`: its resourceVersion, and a Service's allocated cluster IPs, which cannot change. */
+export function forReplace<T extends k8s.V1Deployment | k8s.V1Service>(existing: T, desired: T): T {
+  const out = { ...desired, metadata: { ...desired.metadata, resourceVersion: existing.metadata?.resourceVersion } } as T;
+  if (desired.kind === 'Service') {
+    const e = existing as k8s.V1Service;
+    (out as k8s.V1Service).spec = { ...(desired as k8s.V1Service).spec, clusterIP: e.spec?.clusterIP, clusterIPs: e.spec?.clusterIPs } as k8s.V1ServiceSpec;
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------ comparing
@@ -252,14 +279,15 @@ function hasOwners(actual: k8s.V1OwnerReference[] | undefined, wanted: k8s.V1Own
  * selector, which is immutable on a Deployment, changed).
  */
 export function copyChange(existing: k8s.V1Deployment | k8s.V1Service, desired: k8s.V1Deployment | k8s.V1Service): 'none' | 'update' | 'recreate' {
-  if (isDeployment(desired)) {
+  if (desired.kind === 'Deployment') {
     const e = existing as k8s.V1Deployment;
-    if (!same(e.spec?.selector?.matchLabels, desired.spec?.selector?.matchLabels) || (e.spec?.selector?.matchExpressions?.length ?? 0) > 0) return 'recreate';
-    if ((e.spec?.replicas ?? 1) !== (desired.spec?.replicas ?? 1)) return 'update';
+    const d = desired as k8s.V1Deployment;
+    if (!same(e.spec?.selector?.matchLabels, d.spec?.selector?.matchLabels) || (e.spec?.selector?.matchExpressions?.length ?? 0) > 0) return 'recreate';
+    if ((e.spec?.replicas ?? 1) !== (d.spec?.replicas ?? 1)) return 'update';
     // The revision label stands for the whole template: the API server
     // defaults fields in it, so a deep comparison would always differ.
-    if (!same(e.spec?.template?.metadata?.labels, desired.spec?.template?.metadata?.labels)) return 'update';
-    if (desired.spec?.strategy && !same(e.spec?.strategy, desired.spec.strategy)) return 'update';
+    if (!same(e.spec?.template?.metadata?.labels, d.spec?.template?.metadata?.labels)) return 'update';
+    if (d.spec?.strategy && !same(e.spec?.strategy, d.spec.strategy)) return 'update';
   }
   if (!hasLabels(existing.metadata?.labels, desired.metadata?.labels)) return 'update';
   if (!hasOwners(existing.metadata?.ownerReferences, desired.metadata?.ownerReferences)) return 'update';
@@ -269,10 +297,6 @@ export function copyChange(existing: k8s.V1Deployment | k8s.V1Service, desired: 
 /** True when the existing copy must be written to match the desired one (compares only the fields the reconciler owns). */
 export function needsUpdate(existing: k8s.V1Deployment | k8s.V1Service, desired: k8s.V1Deployment | k8s.V1Service): boolean {
   return copyChange(existing, desired) !== 'none';
-}
-
-function isDeployment(obj: k8s.V1Deployment | k8s.V1Service): obj is k8s.V1Deployment {
-  return obj.kind === 'Deployment' || (obj.spec !== undefined && 'template' in (obj.spec as object));
 }
 
 // ------------------------------------------------------------------ router Services

@@ -1,39 +1,34 @@
 // Applies the state machine's effects to the cluster. Each effect compares
-// the desired state with the cache first and writes only on a difference, so
-// re-asserting desired state every sync costs no API calls. Every write is
-// preceded by a leadership check: a deposed leader stops acting at once.
+// the desired state with the sync's context (read from the caches) first and
+// writes only on a difference, so re-asserting desired state every sync costs
+// no API calls. Every write is preceded by a leadership check: a deposed
+// leader stops acting at once. Nothing here tells the target kinds apart:
+// the kind's adapter (core/targets/) and client (targets.ts) do.
 
 import * as k8s from '@kubernetes/client-node';
 import { COMMAND_ANNOTATIONS, FINALIZER, GROUP, MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC, TRUE, VERSION, canaryName } from '../../core/contract.js';
-import type { Canary } from '../../core/api/types.js';
-import { escapePointer } from '../../webhook/decide.js';
-import { buildCanaryDeployment, buildCanaryService, copyChange, needsUpdate } from './copy.js';
-import { pendingChange } from '../observe/observe.js';
-import type { Router, RouterContext } from '../routers/router.js';
+import { escapePointer, type JsonPatchOp } from '../../core/json.js';
+import { statusCode } from '../kit/api.js';
+import type { SyncContext } from '../observe/context.js';
 import type { Effect } from '../decide/transition.js';
+import { buildCopy, copyChange, forReplace, ownedBy } from './copy.js';
+import { targetClient, type TargetClients } from './targets.js';
 
-
-export interface EffectClients {
-  apps: k8s.AppsV1Api;
-  core: k8s.CoreV1Api;
+export interface EffectClients extends TargetClients {
   custom: k8s.CustomObjectsApi;
   autoscaling: k8s.AutoscalingV2Api;
 }
 
-export interface EffectContext {
-  canary: Canary;
-  router: Router;
-  routerContext: RouterContext;
-  target?: k8s.V1Deployment | k8s.V1Service;
-  copy?: k8s.V1Deployment | k8s.V1Service;
-  hpa?: k8s.V2HorizontalPodAutoscaler;
-  copyHpa?: k8s.V2HorizontalPodAutoscaler;
+/** What one sync lends the effects besides its context. */
+export interface EffectHooks {
   /** Runs post-rollout gates (best effort). */
   runPostRollout(): Promise<void>;
   /** Throws when this process is no longer the leader. */
   assertLeader(): void;
   /** Told the resourceVersion of a write to the target, so the next sync waits for the cache to show it. */
   targetWritten?(resourceVersion: string): void;
+  /** The HPA named like the copy, if any (only one the Canary owns is ever deleted). */
+  copyHpa?: k8s.V2HorizontalPodAutoscaler;
 }
 
 export class NotLeaderError extends Error {}
@@ -44,12 +39,13 @@ const jsonPatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPat
 /** Counts the API writes made, for the benchmark and metrics. */
 export const writeCounter = { writes: 0 };
 
-export async function applyEffect(effect: Effect, ctx: EffectContext, api: EffectClients): Promise<void> {
-  const { canary } = ctx;
-  const ns = canary.metadata.namespace ?? '';
-  const kind = canary.spec.targetRef.kind;
+type Write = (fn: () => Promise<unknown>) => Promise<void>;
+
+export async function applyEffect(effect: Effect, ctx: SyncContext, hooks: EffectHooks, api: EffectClients): Promise<void> {
+  const { canary, namespace: ns, kind } = ctx;
+  const client = targetClient(kind, api);
   const write: Write = async (fn) => {
-    ctx.assertLeader();
+    hooks.assertLeader();
     writeCounter.writes++;
     try {
       await fn();
@@ -60,6 +56,8 @@ export async function applyEffect(effect: Effect, ctx: EffectContext, api: Effec
       throw err;
     }
   };
+  const patchCanary = (body: unknown, options: k8s.ConfigurationOptions) =>
+    write(() => api.custom.patchNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'canaries', name: canary.metadata.name ?? '', body }, options));
 
   switch (effect.type) {
     case 'add-finalizer': {
@@ -70,163 +68,101 @@ export async function applyEffect(effect: Effect, ctx: EffectContext, api: Effec
       const body = canary.metadata.finalizers
         ? [{ op: 'add', path: '/metadata/finalizers/-', value: FINALIZER }]
         : [{ op: 'add', path: '/metadata/finalizers', value: [FINALIZER] }];
-      await write(() => api.custom.patchNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'canaries', name: canary.metadata.name ?? '', body }, jsonPatch));
-      return;
+      return patchCanary(body, jsonPatch);
     }
     case 'remove-finalizer': {
-      const finalizers = canary.metadata.finalizers ?? [];
-      const i = finalizers.indexOf(FINALIZER);
+      const i = (canary.metadata.finalizers ?? []).indexOf(FINALIZER);
       if (i < 0) return;
       // test + remove: fails (and is retried) if the list moved meanwhile, never removes another's finalizer.
-      const body = [
-        { op: 'test', path: `/metadata/finalizers/${i}`, value: FINALIZER },
-        { op: 'remove', path: `/metadata/finalizers/${i}` },
-      ];
-      await write(() => api.custom.patchNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'canaries', name: canary.metadata.name ?? '', body }, jsonPatch));
-      return;
+      return patchCanary(
+        [
+          { op: 'test', path: `/metadata/finalizers/${i}`, value: FINALIZER },
+          { op: 'remove', path: `/metadata/finalizers/${i}` },
+        ],
+        jsonPatch,
+      );
     }
     case 'clear-command': {
       const key = COMMAND_ANNOTATIONS[effect.command];
       if (!canary.metadata.annotations?.[key]) return;
-      await write(() =>
-        api.custom.patchNamespacedCustomObject(
-          { group: GROUP, version: VERSION, namespace: ns, plural: 'canaries', name: canary.metadata.name ?? '', body: { metadata: { annotations: { [key]: null } } } },
-          mergePatch,
-        ),
-      );
-      return;
+      return patchCanary({ metadata: { annotations: { [key]: null } } }, mergePatch);
     }
     case 'adopt-target': {
-      const target = ctx.target;
-      if (!target || target.metadata?.labels?.[MANAGED_LABEL] === TRUE) return;
+      const live = ctx.live;
+      if (!live || live.metadata?.labels?.[MANAGED_LABEL] === TRUE) return;
       // Adoption also drops control annotations put on the object while it
       // was unmanaged: only the webhook may record a pending revision (and it
       // records none on an object without the label, so no race with it).
-      const body = {
-        metadata: {
-          labels: { [MANAGED_LABEL]: TRUE },
-          annotations: { [PENDING_REVISION]: null, [PENDING_SPEC]: null },
-        },
-      };
-      const name = target.metadata?.name ?? '';
-      await write(() =>
-        kind === 'Deployment'
-          ? api.apps.patchNamespacedDeployment({ name, namespace: ns, body }, mergePatch)
-          : api.core.patchNamespacedService({ name, namespace: ns, body }, mergePatch),
-      );
-      return;
+      const body = { metadata: { labels: { [MANAGED_LABEL]: TRUE }, annotations: { [PENDING_REVISION]: null, [PENDING_SPEC]: null } } };
+      return write(() => client.patch(live.metadata?.name ?? '', ns, body, mergePatch));
     }
     case 'release-target': {
-      const target = ctx.target;
-      if (!target || target.metadata?.labels?.[MANAGED_LABEL] === undefined) return;
-      const body = { metadata: { labels: { [MANAGED_LABEL]: null } } };
-      const name = target.metadata?.name ?? '';
-      await write(() =>
-        kind === 'Deployment'
-          ? api.apps.patchNamespacedDeployment({ name, namespace: ns, body }, mergePatch)
-          : api.core.patchNamespacedService({ name, namespace: ns, body }, mergePatch),
-      );
-      return;
+      const live = ctx.live;
+      if (!live || live.metadata?.labels?.[MANAGED_LABEL] === undefined) return;
+      return write(() => client.patch(live.metadata?.name ?? '', ns, { metadata: { labels: { [MANAGED_LABEL]: null } } }, mergePatch));
     }
     case 'ensure-router':
-      ctx.assertLeader();
-      await ctx.router.reconcile(ctx.routerContext);
-      return;
+      hooks.assertLeader();
+      return ctx.router.reconcile(ctx);
     case 'remove-router':
       // With the target gone (a namespace being deleted) there is no traffic to
       // protect; the router's objects are owned by the Canary and collected with it.
-      if (!ctx.target) return;
-      ctx.assertLeader();
-      await ctx.router.finalize(ctx.routerContext);
-      return;
-    case 'set-weight': {
-      if (!ctx.target) return; // nothing left to route to
-      const current = ctx.router.getWeights(ctx.routerContext);
-      const match = canary.spec.analysis?.match;
-      if (current.canary === effect.weight && ctx.router.name === 'gatewayapi' && !match?.length) return;
-      if (ctx.router.name === 'kubernetes') return; // realised by the copy's size (ensure-canary-copy)
-      ctx.assertLeader();
-      await ctx.router.setWeight(ctx.routerContext, effect.weight, match);
-      return;
-    }
+      if (!ctx.live) return;
+      hooks.assertLeader();
+      return ctx.router.finalize(ctx);
+    case 'set-weight':
+      if (!ctx.live) return; // nothing left to route to
+      hooks.assertLeader();
+      // The router writes only when the split in force differs.
+      return ctx.router.setWeight(ctx, effect.weight, canary.spec.analysis?.match);
     case 'ensure-canary-copy':
       return ensureCopy(effect, ctx, api, write);
     case 'scale-canary-to-zero': {
-      const copy = ctx.copy;
-      if (!copy || kind !== 'Deployment') return;
-      const d = copy as k8s.V1Deployment;
-      if ((d.spec?.replicas ?? 0) === 0) return;
-      if (ctx.copyHpa) {
-        await write(() => api.autoscaling.deleteNamespacedHorizontalPodAutoscaler({ name: ctx.copyHpa?.metadata?.name ?? '', namespace: ns }));
-      }
-      await write(() => api.apps.patchNamespacedDeployment({ name: d.metadata?.name ?? '', namespace: ns, body: { spec: { replicas: 0 } } }, mergePatch));
-      return;
+      const copy = ctx.liveCopy;
+      if (!copy || !kind.runsPods || kind.replicas(copy) === 0) return;
+      await deleteCopyHpa(ctx, hooks, api, write);
+      return write(() => client.patch(copy.metadata?.name ?? '', ns, { spec: { replicas: 0 } }, mergePatch));
     }
     case 'delete-canary-copy': {
-      const copy = ctx.copy;
+      const copy = ctx.liveCopy;
       if (!copy) return;
-      const name = copy.metadata?.name ?? '';
-      if (ctx.copyHpa) await write(() => api.autoscaling.deleteNamespacedHorizontalPodAutoscaler({ name: ctx.copyHpa?.metadata?.name ?? '', namespace: ns }));
-      await write(() => (kind === 'Deployment' ? api.apps.deleteNamespacedDeployment({ name, namespace: ns }) : api.core.deleteNamespacedService({ name, namespace: ns })));
-      return;
+      await deleteCopyHpa(ctx, hooks, api, write);
+      const uid = copy.metadata?.uid;
+      return write(() => client.delete(copy.metadata?.name ?? '', ns, uid ? { preconditions: { uid } } : {}));
     }
     case 'promote-target':
-      return promote(effect.revision, ctx, api, write);
+      return promote(effect.revision, ctx, hooks, api, write);
     case 'run-gates':
-      await ctx.runPostRollout();
+      await hooks.runPostRollout();
       return;
   }
 }
 
-type Write = (fn: () => Promise<unknown>) => Promise<void>;
+/** An HPA named like the copy is deleted only when this Canary owns it: a user's own is never touched. */
+async function deleteCopyHpa(ctx: SyncContext, hooks: EffectHooks, api: EffectClients, write: Write): Promise<void> {
+  const hpa = hooks.copyHpa;
+  if (!hpa || !ownedBy(hpa, ctx.canary)) return;
+  await write(() => api.autoscaling.deleteNamespacedHorizontalPodAutoscaler({ name: hpa.metadata?.name ?? canaryName(ctx.canary.spec.targetRef.name), namespace: ctx.namespace }));
+}
 
-async function ensureCopy(effect: Extract<Effect, { type: 'ensure-canary-copy' }>, ctx: EffectContext, api: EffectClients, write: Write): Promise<void> {
-  const { canary } = ctx;
-  const ns = canary.metadata.namespace ?? '';
-  const target = ctx.target;
-  if (!target) return;
-  const pending = pendingChange(target);
-  // Only ever run the spec of the revision the state machine asked for.
-  if (!pending || 'error' in pending || pending.revision !== effect.revision) return;
-
-  if (canary.spec.targetRef.kind === 'Service') {
-    const desired = buildCanaryService({ targetService: target as k8s.V1Service, pendingSpec: pending.spec, revision: pending.revision, canary });
-    const existing = ctx.copy as k8s.V1Service | undefined;
-    if (!existing) await write(() => api.core.createNamespacedService({ namespace: ns, body: desired }));
-    else if (needsUpdate(existing, desired)) {
-      desired.metadata = { ...desired.metadata, resourceVersion: existing.metadata?.resourceVersion };
-      desired.spec = { ...desired.spec, clusterIP: existing.spec?.clusterIP, clusterIPs: existing.spec?.clusterIPs } as k8s.V1ServiceSpec;
-      await write(() => api.core.replaceNamespacedService({ name: existing.metadata?.name ?? '', namespace: ns, body: desired }));
-    }
-    return;
+async function ensureCopy(effect: Extract<Effect, { type: 'ensure-canary-copy' }>, ctx: SyncContext, api: EffectClients, write: Write): Promise<void> {
+  const { live, pending, namespace: ns } = ctx;
+  // Only ever run the spec of the revision the state machine asked for, and
+  // never over an object of that name that is not canary-gate's (the
+  // context leaves such an object out, and the create then fails).
+  if (!live || !pending || pending.revision !== effect.revision || ctx.observed.copy.nameTaken) return;
+  const client = targetClient(ctx.kind, api);
+  const desired = buildCopy(ctx, pending, effect.weight);
+  const existing = ctx.liveCopy;
+  if (!existing) return write(() => client.create(ns, desired));
+  const change = copyChange(existing, desired);
+  if (change === 'none') return;
+  if (change === 'recreate') {
+    // A Deployment's selector is immutable: replace the copy.
+    await write(() => client.delete(existing.metadata?.name ?? '', ns, { propagationPolicy: 'Background' }));
+    return; // recreated on the next sync, once the cache has seen the delete
   }
-
-  const deployment = target as k8s.V1Deployment;
-  const primaryReplicas = deployment.spec?.replicas ?? 1;
-  const replicas = ctx.router.canaryReplicas(ctx.routerContext, effect.weight, primaryReplicas);
-  const podLabels = ctx.router.canaryPodLabels(ctx.routerContext, (pending.spec as k8s.V1PodTemplateSpec).metadata?.labels ?? {});
-  const desired = buildCanaryDeployment({
-    target: deployment,
-    pendingTemplate: pending.spec as k8s.V1PodTemplateSpec,
-    revision: pending.revision,
-    replicas,
-    podLabels,
-    canary,
-  });
-  const existing = ctx.copy as k8s.V1Deployment | undefined;
-  if (!existing) {
-    await write(() => api.apps.createNamespacedDeployment({ namespace: ns, body: desired }));
-  } else {
-    const change = copyChange(existing, desired);
-    if (change === 'none') return;
-    if (change === 'recreate') {
-      // A Deployment's selector is immutable: replace the copy.
-      await write(() => api.apps.deleteNamespacedDeployment({ name: existing.metadata?.name ?? '', namespace: ns, propagationPolicy: 'Background' }));
-      return; // recreated on the next sync, once the cache has seen the delete
-    }
-    desired.metadata = { ...desired.metadata, resourceVersion: existing.metadata?.resourceVersion };
-    await write(() => api.apps.replaceNamespacedDeployment({ name: existing.metadata?.name ?? '', namespace: ns, body: desired }));
-  }
+  await write(() => client.replace(existing.metadata?.name ?? '', ns, forReplace(existing, desired)));
 }
 
 /**
@@ -236,53 +172,26 @@ async function ensureCopy(effect: Extract<Effect, { type: 'ensure-canary-copy' }
  * so no half-promoted state can exist, and a change that arrived meanwhile
  * makes the write fail instead of being overwritten.
  */
-async function promote(revision: string, ctx: EffectContext, api: EffectClients, write: Write): Promise<void> {
-  const target = ctx.target;
-  if (!target) return;
-  const pending = pendingChange(target);
-  if (!pending || 'error' in pending || pending.revision !== revision) return;
-  const ns = ctx.canary.metadata.namespace ?? '';
-  const name = target.metadata?.name ?? '';
+async function promote(revision: string, ctx: SyncContext, hooks: EffectHooks, api: EffectClients, write: Write): Promise<void> {
+  const { live, pending } = ctx;
+  if (!live || !pending || pending.revision !== revision) return;
   const annotationPath = (k: string) => `/metadata/annotations/${escapePointer(k)}`;
-  const ops: { op: string; path: string; value?: unknown }[] = [{ op: 'test', path: annotationPath(PENDING_REVISION), value: revision }];
-  if (ctx.canary.spec.targetRef.kind === 'Deployment') {
-    ops.push({ op: 'replace', path: '/spec/template', value: pending.spec });
-  } else {
-    ops.push({ op: 'replace', path: '/spec', value: promotedServiceSpec((target as k8s.V1Service).spec ?? {}, pending.spec) });
-  }
-  ops.push({ op: 'remove', path: annotationPath(PENDING_REVISION) }, { op: 'remove', path: annotationPath(PENDING_SPEC) });
+  const ops: JsonPatchOp[] = [
+    { op: 'test', path: annotationPath(PENDING_REVISION), value: revision },
+    ...ctx.kind.promoteOps(live, pending.spec),
+    { op: 'remove', path: annotationPath(PENDING_REVISION) },
+    { op: 'remove', path: annotationPath(PENDING_SPEC) },
+  ];
+  const client = targetClient(ctx.kind, api);
   await write(async () => {
-    const res: { metadata?: { resourceVersion?: string } } =
-      ctx.canary.spec.targetRef.kind === 'Deployment'
-        ? await api.apps.patchNamespacedDeployment({ name, namespace: ns, body: ops }, jsonPatch)
-        : await api.core.patchNamespacedService({ name, namespace: ns, body: ops }, jsonPatch);
-    if (res?.metadata?.resourceVersion) ctx.targetWritten?.(res.metadata.resourceVersion);
+    const res = await client.patch(live.metadata?.name ?? '', ctx.namespace, ops, jsonPatch);
+    if (res?.metadata?.resourceVersion) hooks.targetWritten?.(res.metadata.resourceVersion);
   });
 }
 
-/** The pending Service spec with the live object's server-allocated fields kept. */
-export function promotedServiceSpec(live: k8s.V1ServiceSpec, pending: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...pending };
-  const sameKind = (pending.type ?? 'ClusterIP') !== 'ExternalName' && (live.type ?? 'ClusterIP') !== 'ExternalName';
-  if (sameKind) {
-    for (const f of ['clusterIP', 'clusterIPs', 'ipFamilies', 'ipFamilyPolicy'] as const) {
-      if (out[f] === undefined && live[f] !== undefined) out[f] = live[f];
-    }
-    if (out.healthCheckNodePort === undefined && live.healthCheckNodePort !== undefined && pending.type === live.type) out.healthCheckNodePort = live.healthCheckNodePort;
-    if (Array.isArray(out.ports) && pending.type === live.type && live.type !== 'ClusterIP') {
-      out.ports = (out.ports as Record<string, unknown>[]).map((p) => {
-        const match = live.ports?.find((lp) => lp.name === p.name && lp.port === p.port);
-        return p.nodePort === undefined && match?.nodePort !== undefined ? { ...p, nodePort: match.nodePort } : p;
-      });
-    }
-  }
-  return out;
-}
-
-
 function isAlreadyExists(err: unknown): boolean {
-  const e = err as { code?: number; body?: unknown };
-  if (e?.code !== 409) return false;
-  const body = typeof e.body === 'string' ? e.body : JSON.stringify(e.body ?? '');
-  return body.includes('AlreadyExists');
+  if (statusCode(err) !== 409) return false;
+  const body = (err as { body?: unknown }).body;
+  const text = typeof body === 'string' ? body : JSON.stringify(body ?? '');
+  return text.includes('AlreadyExists');
 }

@@ -1,13 +1,12 @@
 // The analysis settings of a Canary with every default resolved, so the state
 // machine never has to ask "was this set?".
 
-import type { CanarySpec, CanaryWebhook, HttpMatch, RouterProvider, WebhookType } from '../../core/api/types.js';
+import type { CanarySpec, CanaryWebhook, HttpMatch, WebhookType } from '../../core/api/types.js';
 
 export type Strategy = 'canary' | 'blue-green' | 'ab';
 
 export interface ResolvedAnalysis {
   strategy: Strategy;
-  router: RouterProvider;
   intervalMs: number;
   threshold: number;
   /** Weights the canary steps through, ascending, ending at maxWeight (strategy canary). */
@@ -76,7 +75,6 @@ export function resolveAnalysis(spec: CanarySpec): ResolvedAnalysis {
   for (const hook of a.webhooks ?? []) gates[hook.type ?? 'rollout'].push(hook);
   return {
     strategy,
-    router: spec.provider ?? 'kubernetes',
     intervalMs: parseDuration(a.interval ?? DEFAULT_INTERVAL),
     threshold: a.threshold ?? DEFAULT_THRESHOLD,
     weights,

@@ -8,6 +8,7 @@
 // crash is in the status it returns: nothing is kept in memory between calls.
 
 import type { CanaryPhase, CanaryStatus, Condition, MetricStatus, WebhookType } from '../../core/api/types.js';
+import type { RouterTraits } from '../routers/router.js';
 import type { ResolvedAnalysis } from './analysis-config.js';
 
 /** Status fields the state machine keeps so that a restarted process resumes exactly. */
@@ -49,6 +50,8 @@ export interface CanaryCopyView {
   /** All desired replicas are updated and ready (a Service copy: it exists). */
   ready: boolean;
   readyReplicas: number;
+  /** An object of the copy's name exists that canary-gate did not create (the user's own): the run cannot use it. */
+  nameTaken?: boolean;
 }
 
 /** Commands given by the CLI (`canary-gate promote|abort|retry|pause|resume`). */
@@ -71,6 +74,8 @@ export interface Observed {
   status: RolloutStatus;
   target: TargetView;
   copy: CanaryCopyView;
+  /** What the Canary's router does with the copy (see routers/router.ts). */
+  router: RouterTraits;
   /** Canary weight the router has in force now (0 when all traffic goes to the primary). */
   routedWeight: number;
   commands: Commands;
@@ -266,7 +271,7 @@ class Machine {
     }
     this.status.pendingRevision = revision;
     this.status.lastAppliedRevision = revision;
-    // A no-mesh canary serves from its first ready Pod, so its weight starts at the first step.
+    // A copy that shares the user's Service serves from its first ready Pod, so its weight starts at the first step.
     this.status.canaryWeight = this.firstCopyWeight();
     this.status.failedChecks = 0;
     this.status.iterations = 0;
@@ -285,10 +290,10 @@ class Machine {
     this.requeue(POLL_MS);
   }
 
-  /** The weight the canary copy is first sized for: a no-mesh canary starts at its first step. */
+  /** The weight the canary copy is first sized for: a copy that shares the user's Service carries traffic from its first Pod, so it starts at the first step. */
   private firstCopyWeight(): number {
     const a = this.obs.analysis;
-    return a.strategy === 'canary' && a.router === 'kubernetes' ? (a.weights[0] ?? 0) : 0;
+    return a.strategy === 'canary' && this.obs.router.copySharesUserService ? (a.weights[0] ?? 0) : 0;
   }
 
   private waiting(results?: CheckResult[]): void {
@@ -530,7 +535,7 @@ class Machine {
     const a = this.obs.analysis;
     if (a.strategy !== 'canary') return 0;
     const w = this.status.canaryWeight ?? 0;
-    return a.router === 'kubernetes' ? Math.max(w, a.weights[0] ?? 0) : w;
+    return this.obs.router.copySharesUserService ? Math.max(w, a.weights[0] ?? 0) : w;
   }
 
   private due(): boolean {

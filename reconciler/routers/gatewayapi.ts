@@ -27,17 +27,10 @@ import { canonicalJson } from '../../core/revision.js';
 import { parseDuration } from '../decide/analysis-config.js';
 import type { HttpRoute, ObjectCache } from '../observe/caches.js';
 import { apexServiceName, buildRouterService, canaryOwnerReference, ownedBy, renameSelectorLabels, routerServicePorts, selectorKeys } from '../apply/copy.js';
-import {
-  FIELD_MANAGER,
-  MAX_CONFLICT_RETRIES,
-  RouterServices,
-  buildCanaryRouterService,
-  isTrafficShifting,
-  latest,
-  primarySelector,
-  statusCode,
-} from './kubernetes.js';
-import type { Router, RouterContext, Weights } from './router.js';
+import { buildCanaryRouterService, isTrafficShifting, primarySelector } from './kubernetes.js';
+import { FIELD_MANAGER, NameTakenError, OwnedObjects } from './owned.js';
+import { RouterServices } from './services.js';
+import type { Router, RouterContext, RouterTraits, Weights } from './router.js';
 import { CANARY_SUFFIX, MANAGED_BY, MANAGED_BY_LABEL, PRIMARY_SUFFIX } from '../../core/contract.js';
 
 export const GATEWAY_GROUP = 'gateway.networking.k8s.io';
@@ -457,14 +450,29 @@ export interface GatewayApiRouterOptions {
   caches?: { services: ObjectCache<k8s.V1Service>; httpRoutes: ObjectCache<HttpRoute> };
 }
 
+/** The copy has a Service of its own; the HTTPRoute's weights move traffic. */
+export const GATEWAY_API_TRAITS: RouterTraits = { copySharesUserService: false };
+
 export class GatewayApiRouter implements Router {
   readonly name = 'gatewayapi';
+  readonly traits = GATEWAY_API_TRAITS;
   private readonly services: RouterServices;
-  /** The route as this process last wrote it (an informer cache may lag); a tombstone after a delete. */
-  private readonly written = new Map<string, HTTPRoute | { deletedUid: string }>();
+  private readonly routes: OwnedObjects<HTTPRoute>;
 
-  constructor(private readonly opts: GatewayApiRouterOptions) {
-    this.services = new RouterServices({ core: opts.core, ...(opts.caches ? { services: opts.caches.services } : {}) });
+  constructor(opts: GatewayApiRouterOptions) {
+    this.services = new RouterServices(opts.core, opts.caches?.services);
+    const custom = opts.custom;
+    const at = { group: GATEWAY_GROUP, version: GATEWAY_VERSION, plural: HTTPROUTE_PLURAL };
+    this.routes = new OwnedObjects<HTTPRoute>(
+      {
+        kind: 'HTTPRoute',
+        get: async (namespace, name) => (await custom.getNamespacedCustomObject({ ...at, namespace, name })) as HTTPRoute,
+        create: async (namespace, body) => (await custom.createNamespacedCustomObject({ ...at, namespace, body, fieldManager: FIELD_MANAGER })) as HTTPRoute,
+        replace: async (namespace, name, body) => (await custom.replaceNamespacedCustomObject({ ...at, namespace, name, body, fieldManager: FIELD_MANAGER })) as HTTPRoute,
+        delete: (namespace, name, preconditions) => custom.deleteNamespacedCustomObject({ ...at, namespace, name, body: { preconditions } }),
+      },
+      opts.caches?.httpRoutes as ObjectCache<HTTPRoute> | undefined,
+    );
   }
 
   /** The canary copy's Pods always get renamed selector labels: only `<svc>-canary` selects them. */
@@ -490,8 +498,10 @@ export class GatewayApiRouter implements Router {
   }
 
   async setWeight(ctx: RouterContext, weight: number, match?: HttpMatch[]): Promise<void> {
-    await this.ensureServices(ctx);
     const plan = routePlan(ctx);
+    // The common case, every sync of a progressing run: the split is in force already.
+    if (!match?.length && readWeights(this.cached(plan.namespace, plan.name), plan).canary === weight) return;
+    await this.ensureServices(ctx);
     const ab = weight > 0 && match && match.length > 0 ? toRouteMatches(match) : null;
     await this.writeRoute(ctx, plan, (cur) => desiredRoute(cur, plan, weight, ab));
   }
@@ -555,88 +565,53 @@ export class GatewayApiRouter implements Router {
     return !!controller && controller.kind === 'Canary' && controller.uid !== canary.metadata.uid && controller.name !== canary.metadata.name;
   }
 
-  private key(ns: string, name: string): string {
-    return `${ns}/${name}`;
-  }
-
   private cached(ns: string, name: string): HTTPRoute | undefined {
-    const fromCache = this.opts.caches?.httpRoutes.get(ns, name) as HTTPRoute | undefined;
-    return latest(fromCache, this.written.get(this.key(ns, name)));
+    return this.routes.cached(ns, name);
   }
 
-  private async read(ns: string, name: string, fresh = false): Promise<HTTPRoute | undefined> {
-    if (!fresh && this.opts.caches) return this.cached(ns, name);
-    try {
-      const route = (await this.opts.custom.getNamespacedCustomObject({ group: GATEWAY_GROUP, version: GATEWAY_VERSION, namespace: ns, plural: HTTPROUTE_PLURAL, name })) as HTTPRoute;
-      this.written.set(this.key(ns, name), route);
-      return route;
-    } catch (err) {
-      if (statusCode(err) === 404) {
-        this.written.delete(this.key(ns, name));
-        return undefined;
-      }
-      throw err;
-    }
+  private async read(ns: string, name: string): Promise<HTTPRoute | undefined> {
+    return this.routes.read(ns, name);
   }
 
   /**
-   * Read, compute, compare, write only on a difference: a create when the
-   * route is absent, else a replace carrying the read resourceVersion
-   * (`compute` returning undefined means "leave it as it is"). A
-   * conflict re-reads from the API server and tries again. Returns the route
-   * as it is after the call.
+   * Read, compute, compare, write only on a difference (`compute` returning
+   * undefined means "leave it as it is"); conflicts are retried on a fresh
+   * read. Returns the route as it is after the call.
    */
   private async writeRoute(ctx: RouterContext, plan: RoutePlan, compute: (current: HTTPRoute | undefined) => HTTPRoute | undefined): Promise<HTTPRoute | undefined> {
     const { namespace: ns, name } = plan;
-    let current = await this.read(ns, name);
-    for (let attempt = 0; ; attempt++) {
-      if (current && this.foreignCanary(current, ctx.canary)) {
-        throw new Error(`HTTPRoute ${ns}/${name} belongs to another Canary; two Canaries cannot share a route (set spec.service.name)`);
-      }
-      const desired = compute(current);
-      if (!desired || !routeDiffers(current, desired)) return current;
-      if ((desired.spec.rules?.length ?? 0) > 16) {
-        throw new Error(`HTTPRoute ${ns}/${name} would have ${desired.spec.rules?.length} rules; Gateway API allows 16`);
-      }
-      try {
-        const written = (
-          current
-            ? await this.opts.custom.replaceNamespacedCustomObject({ group: GATEWAY_GROUP, version: GATEWAY_VERSION, namespace: ns, plural: HTTPROUTE_PLURAL, name, body: desired, fieldManager: FIELD_MANAGER })
-            : await this.opts.custom.createNamespacedCustomObject({ group: GATEWAY_GROUP, version: GATEWAY_VERSION, namespace: ns, plural: HTTPROUTE_PLURAL, body: desired, fieldManager: FIELD_MANAGER })
-        ) as HTTPRoute;
-        if ((written.spec?.rules ?? []).every((r) => !isOurRule(r)) && (desired.spec.rules ?? []).some(isOurRule)) {
-          throw new Error(
-            `the API server dropped the rule names of HTTPRoute ${ns}/${name}: the installed Gateway API CRDs are too old for canary-gate (HTTPRoute rule names need v1.4 standard or v1.2 experimental)`,
-          );
+    let wantsOurRules = false;
+    return this.routes.write(
+      ns,
+      name,
+      (current) => {
+        const desired = compute(current);
+        if (!desired || !routeDiffers(current, desired)) return undefined;
+        if ((desired.spec.rules?.length ?? 0) > 16) {
+          throw new Error(`HTTPRoute ${ns}/${name} would have ${desired.spec.rules?.length} rules; Gateway API allows 16`);
         }
-        this.written.set(this.key(ns, name), written);
-        return written;
-      } catch (err) {
-        const code = statusCode(err);
-        if ((code !== 409 && code !== 404) || attempt >= MAX_CONFLICT_RETRIES) throw err;
-        current = await this.read(ns, name, true);
-      }
-    }
+        wantsOurRules = (desired.spec.rules ?? []).some(isOurRule);
+        return desired;
+      },
+      {
+        check: (current) => {
+          if (this.foreignCanary(current, ctx.canary)) {
+            throw new NameTakenError('HTTPRoute', ns, name, 'belongs to another Canary', `two Canaries cannot share a route: set spec.service.name of Canary ${ctx.canary.metadata.name}`);
+          }
+        },
+        verify: (written) => {
+          if (wantsOurRules && (written.spec?.rules ?? []).every((r) => !isOurRule(r))) {
+            throw new Error(
+              `the API server dropped the rule names of HTTPRoute ${ns}/${name}: the installed Gateway API CRDs are too old for canary-gate (HTTPRoute rule names need v1.4 standard or v1.2 experimental)`,
+            );
+          }
+        },
+      },
+    );
   }
 
   private async deleteRoute(plan: RoutePlan, route: HTTPRoute): Promise<void> {
-    const { namespace: ns, name } = plan;
-    try {
-      const preconditions: k8s.V1Preconditions = {};
-      if (route.metadata.uid) preconditions.uid = route.metadata.uid;
-      if (route.metadata.resourceVersion) preconditions.resourceVersion = route.metadata.resourceVersion;
-      await this.opts.custom.deleteNamespacedCustomObject({ group: GATEWAY_GROUP, version: GATEWAY_VERSION, namespace: ns, plural: HTTPROUTE_PLURAL, name, body: { preconditions } });
-      this.written.set(this.key(ns, name), { deletedUid: route.metadata.uid ?? '' });
-    } catch (err) {
-      const code = statusCode(err);
-      if (code === 404) return;
-      if (code === 409) {
-        // Changed since it was read (the user added a rule?): decide again on fresh data.
-        const fresh = await this.read(ns, name, true);
-        if (!fresh) return;
-        throw new Error(`HTTPRoute ${ns}/${name} changed while it was being removed; retrying`);
-      }
-      throw err;
-    }
+    // With its resourceVersion: a route the user changed meanwhile is decided again on fresh data.
+    await this.routes.remove(plan.namespace, plan.name, route, true);
   }
 }

@@ -15,15 +15,13 @@
 // A Service target (blue/green only) has a Service as its copy, built by
 // copy.ts; this router has nothing to do for it.
 
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 import type { Canary } from '../../core/api/types.js';
-import type { ObjectCache } from '../observe/caches.js';
-import { apexServiceName, buildRouterService, createdByCanaryGate, mergeRouterService, ownedBy, renameSelectorLabels, routerServiceNeedsUpdate, routerServicePorts, selectorKeys } from '../apply/copy.js';
-import type { Router, RouterContext, Weights } from './router.js';
 import { CANARY_ROLE, CANARY_SUFFIX, ROLE_LABEL } from '../../core/contract.js';
-
-/** Field manager of every write the routers make. */
-export const FIELD_MANAGER = 'canary-gate';
+import { apexServiceName, buildRouterService, renameSelectorLabels, routerServicePorts, selectorKeys } from '../apply/copy.js';
+import type { ObjectCache } from '../observe/caches.js';
+import type { Router, RouterContext, RouterTraits, Weights } from './router.js';
+import { RouterServices } from './services.js';
 
 /** A percentage of traffic below which a split counts as reached: getWeights reports whole percents. */
 const WEIGHT_TOLERANCE = 0.005;
@@ -90,146 +88,6 @@ export function buildCanaryRouterService(ctx: RouterContext): k8s.V1Service {
   });
 }
 
-// ------------------------------------------------------------------ API helpers shared by the routers
-
-export function statusCode(err: unknown): number | undefined {
-  if (err && typeof err === 'object' && 'code' in err) {
-    const code = (err as { code: unknown }).code;
-    if (typeof code === 'number') return code;
-  }
-  return undefined;
-}
-
-/** The newer of two copies of one object, by resourceVersion (an informer cache may lag behind our own write). */
-export function freshest<T extends { metadata?: k8s.V1ObjectMeta }>(a: T | undefined, b: T | undefined): T | undefined {
-  if (!a) return b;
-  if (!b) return a;
-  const ra = a.metadata?.resourceVersion ?? '';
-  const rb = b.metadata?.resourceVersion ?? '';
-  if (a.metadata?.uid && b.metadata?.uid && a.metadata.uid !== b.metadata.uid) return a; // recreated: trust the cache
-  if (/^\d+$/.test(ra) && /^\d+$/.test(rb)) return BigInt(ra) >= BigInt(rb) ? a : b;
-  return a;
-}
-
-/**
- * The object as this process should see it: the cache, unless our own later
- * write (or delete) has not reached it yet.
- */
-export function latest<T extends { metadata?: k8s.V1ObjectMeta }>(cached: T | undefined, mine: T | { deletedUid: string } | undefined): T | undefined {
-  if (mine && 'deletedUid' in mine) {
-    if (!cached || cached.metadata?.uid === mine.deletedUid) return undefined;
-    return cached;
-  }
-  return freshest(cached, mine);
-}
-
-export const MAX_CONFLICT_RETRIES = 5;
-
-export interface ServiceStoreOptions {
-  core: k8s.CoreV1Api;
-  /** Informer cache of Services; without one every read is a GET. */
-  services?: ObjectCache<k8s.V1Service>;
-}
-
-/**
- * Creates, updates and deletes the Services a router owns. Reads come from
- * the informer cache (or the last write, if newer); a write happens only
- * when the fields the router owns differ, with the read resourceVersion as
- * a precondition.
- */
-export class RouterServices {
-  /** What this process last wrote per namespace/name; a tombstone after a delete. */
-  private readonly written = new Map<string, k8s.V1Service | { deletedUid: string }>();
-
-  constructor(private readonly opts: ServiceStoreOptions) {}
-
-  private key(ns: string, name: string): string {
-    return `${ns}/${name}`;
-  }
-
-  /** The Service as last seen; `fresh` (or no cache) means a GET. */
-  async get(ns: string, name: string, fresh = false): Promise<k8s.V1Service | undefined> {
-    if (!fresh && this.opts.services) return latest(this.opts.services.get(ns, name), this.written.get(this.key(ns, name)));
-    try {
-      const svc = await this.opts.core.readNamespacedService({ name, namespace: ns });
-      this.written.set(this.key(ns, name), svc);
-      return svc;
-    } catch (err) {
-      if (statusCode(err) === 404) {
-        this.written.delete(this.key(ns, name));
-        return undefined;
-      }
-      throw err;
-    }
-  }
-
-/** Makes the Service match `desired` in what the router owns. Refuses to touch a Service canary-gate did not create. */
-  async ensure(desired: k8s.V1Service, canary: Canary): Promise<k8s.V1Service> {
-    const ns = desired.metadata?.namespace ?? '';
-    const name = desired.metadata?.name ?? '';
-    let existing = await this.get(ns, name);
-    for (let attempt = 0; ; attempt++) {
-      if (!existing) {
-        try {
-          const created = await this.opts.core.createNamespacedService({ namespace: ns, body: desired, fieldManager: FIELD_MANAGER });
-          this.written.set(this.key(ns, name), created);
-          return created;
-        } catch (err) {
-          if (statusCode(err) !== 409 || attempt >= MAX_CONFLICT_RETRIES) throw err;
-          existing = await this.get(ns, name, true);
-          continue;
-        }
-      }
-      assertOurs(existing, canary, 'Service');
-      if (!routerServiceNeedsUpdate(existing, desired)) return existing;
-      try {
-        const body = mergeRouterService(existing, desired, canary);
-        const replaced = await this.opts.core.replaceNamespacedService({ name, namespace: ns, body, fieldManager: FIELD_MANAGER });
-        this.written.set(this.key(ns, name), replaced);
-        return replaced;
-      } catch (err) {
-        const code = statusCode(err);
-        if ((code !== 409 && code !== 404) || attempt >= MAX_CONFLICT_RETRIES) throw err;
-        existing = await this.get(ns, name, true);
-      }
-    }
-  }
-
-  /** Deletes the Service if canary-gate created it; a Service of the user's is left alone. */
-  async remove(ns: string, name: string, canary: Canary): Promise<void> {
-    const existing = await this.get(ns, name);
-    if (!existing) return;
-    if (notOurs(existing, canary)) return;
-    try {
-      const uid = existing.metadata?.uid;
-      await this.opts.core.deleteNamespacedService({ name, namespace: ns, body: uid ? { preconditions: { uid } } : {} });
-    } catch (err) {
-      const code = statusCode(err);
-      if (code !== 404 && code !== 409) throw err;
-    }
-    this.written.set(this.key(ns, name), { deletedUid: existing.metadata?.uid ?? '' });
-  }
-}
-
-/** Why `obj` (under a name canary-gate wants) is not this Canary's to change, or undefined when it is. */
-export function notOurs(obj: { metadata?: k8s.V1ObjectMeta }, canary: Canary): string | undefined {
-  if (ownedBy(obj, canary)) return undefined;
-  if (!createdByCanaryGate(obj)) return 'was not created by canary-gate';
-  const other = (obj.metadata?.ownerReferences ?? []).find((o) => o.kind === 'Canary' && o.controller);
-  if (other && other.name !== canary.metadata.name) return `belongs to Canary ${other.name}`;
-  // Created by canary-gate for a Canary of the same name (deleted and created again): ours to take over.
-  return undefined;
-}
-
-/** Throws when `obj` exists under a name canary-gate wants but belongs to someone else. */
-export function assertOurs(obj: { metadata?: k8s.V1ObjectMeta }, canary: Canary, kind: string): void {
-  const why = notOurs(obj, canary);
-  if (!why) return;
-  throw new Error(
-    `${kind} ${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''} exists and ${why}; rename it or set spec.service.name of Canary ${canary.metadata.name} to another name`,
-  );
-}
-
 // ------------------------------------------------------------------ the router
 
 export interface KubernetesRouterOptions {
@@ -238,12 +96,16 @@ export interface KubernetesRouterOptions {
   caches?: { services: ObjectCache<k8s.V1Service> };
 }
 
+/** The copy's Pods share the user's Service: its size is the weight. */
+export const KUBERNETES_TRAITS: RouterTraits = { copySharesUserService: true };
+
 export class KubernetesRouter implements Router {
   readonly name = 'kubernetes';
+  readonly traits = KUBERNETES_TRAITS;
   private readonly services: RouterServices;
 
   constructor(opts: KubernetesRouterOptions) {
-    this.services = new RouterServices({ core: opts.core, ...(opts.caches ? { services: opts.caches.services } : {}) });
+    this.services = new RouterServices(opts.core, opts.caches?.services);
   }
 
   canaryPodLabels(ctx: RouterContext, podLabels: Record<string, string>): Record<string, string> {

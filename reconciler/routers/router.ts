@@ -1,7 +1,9 @@
 // One small interface per traffic router. A router owns the objects that
 // split traffic between the primary (the user's live object) and the canary
 // copy `<name>-canary`, and decides how big the copy must be for a weight.
-// Adding Istio, SMI/Linkerd or NGINX means one more implementation of this.
+// Adding a router means one file implementing this (routers/owned.ts has the
+// shared store for the objects it writes) and one line in routers/index.ts;
+// nothing outside routers/ asks a router's name.
 
 import type * as k8s from '@kubernetes/client-node';
 import type { Canary, HttpMatch } from '../../core/api/types.js';
@@ -25,8 +27,20 @@ export interface Weights {
   canary: number;
 }
 
+/** What the rest of the reconciler must know about a router, declared once by each router. */
+export interface RouterTraits {
+  /**
+   * The copy's Pods join the user's Service and take its traffic as soon as
+   * they are ready: the copy's size is what realises a weight, so a
+   * traffic-shifting run starts at its first weight step (there is no weight
+   * 0 with a ready copy), and setWeight has nothing to write.
+   */
+  readonly copySharesUserService: boolean;
+}
+
 export interface Router {
   readonly name: string;
+  readonly traits: RouterTraits;
   /**
    * Labels the canary copy's Pods get in place of the target Pods' labels.
    * `kubernetes` keeps the user's selector labels (the user's Service then
@@ -38,9 +52,18 @@ export interface Router {
   canaryReplicas(ctx: RouterContext, weight: number, primaryReplicas: number): number;
   /** Creates or updates the router's objects, all traffic to the primary if they are new. Idempotent. */
   reconcile(ctx: RouterContext): Promise<void>;
-  /** Sends `weight` percent (0 = none) to the canary; `match` routes matching requests to the canary (A/B). */
+  /**
+   * Sends `weight` percent (0 = none) to the canary; `match` routes matching
+   * requests to the canary (A/B). Called every sync with the desired
+   * weight: writes only when the split in force differs.
+   */
   setWeight(ctx: RouterContext, weight: number, match?: HttpMatch[]): Promise<void>;
-  /** The split in force now, as observed (the effective weight for the kubernetes router). */
+  /**
+   * The split in force now, as observed from the caches (no API call): what
+   * the router's objects say, or for a router whose weight is the copy's
+   * share of ready Pods, that share. The state machine compares it with the
+   * weight it wants (a leftover split after a crash is put back).
+   */
   getWeights(ctx: RouterContext): Weights;
   /** Removes the router's objects; traffic must keep flowing to the primary throughout. */
   finalize(ctx: RouterContext): Promise<void>;

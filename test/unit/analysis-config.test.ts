@@ -102,7 +102,6 @@ describe('analysis-config', () => {
     it('fills every default for an empty analysis', () => {
       const a = resolveAnalysis(spec());
       assert.equal(a.strategy, 'canary');
-      assert.equal(a.router, 'kubernetes');
       assert.equal(a.intervalMs, 60_000);
       assert.equal(a.threshold, DEFAULT_THRESHOLD);
       assert.deepEqual(a.weights, [10, 20, 30, 40, 50]);
@@ -145,9 +144,8 @@ describe('analysis-config', () => {
       assert.equal(a.maxWeight, 25);
     });
 
-    it('takes the router, deadline, skipAnalysis and suspend from the spec', () => {
+    it('takes the deadline, skipAnalysis and suspend from the spec', () => {
       const a = resolveAnalysis(spec({}, { provider: 'gatewayapi', progressDeadlineSeconds: 120, skipAnalysis: true, suspend: true }));
-      assert.equal(a.router, 'gatewayapi');
       assert.equal(a.progressDeadlineMs, 120_000);
       assert.equal(a.skipAnalysis, true);
       assert.equal(a.suspend, true);

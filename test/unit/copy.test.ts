@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import type * as k8s from '@kubernetes/client-node';
 import { MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC, REVISION_LABEL, ROLE_LABEL, canaryName } from '../../core/contract.js';
 import type { Canary } from '../../core/api/types.js';
-import { serviceSpecForRevision } from '../../webhook/decide.js';
-import { buildCanaryDeployment, buildCanaryService, buildRouterService, canaryLabelValue, copyChange, mergeRouterService, needsUpdate, renameSelectorLabels, routerServiceNeedsUpdate, routerServicePorts, withoutAllocatedFields } from '../../reconciler/apply/copy.js';
+import { withoutAllocatedFields as serviceSpecForRevision } from '../../core/targets/index.js';
+import { buildCanaryDeployment, buildCanaryService, buildRouterService, canaryLabelValue, copyChange, mergeRouterService, needsUpdate, renameSelectorLabels, routerServiceNeedsUpdate, routerServicePorts, serviceCopySpec } from '../../reconciler/apply/copy.js';
 import { deployment as fixtureDeployment, service as fixtureService } from '../fixtures/objects.js';
 
 const CANARY_UID = '0c4b7f3e-3f5a-4e0b-9a51-7d0f5b2c9e11';
@@ -154,7 +154,7 @@ describe('buildCanaryService', () => {
     const live = liveService();
     const pending = serviceSpecForRevision(live.spec as Record<string, unknown>)!;
     const c = buildCanaryService({ targetService: live, pendingSpec: pending, revision: 'b1', canary: canary() });
-    assert.deepEqual(c.spec, withoutAllocatedFields(live.spec as Record<string, unknown>));
+    assert.deepEqual(c.spec, serviceCopySpec(live.spec as Record<string, unknown>));
   });
 });
 

@@ -10,6 +10,7 @@
 import assert from 'node:assert/strict';
 import type { CanaryAnalysis, CanarySpec, CanaryWebhook, Condition, WebhookType } from '../../core/api/types.js';
 import { resolveAnalysis } from '../../reconciler/decide/analysis-config.js';
+import { routerTraits } from '../../reconciler/routers/index.js';
 import {
   transition,
   type CanaryCopyView,
@@ -71,6 +72,7 @@ function observed(b: Build = {}): Observed {
     deleting: b.deleting ?? false,
     hasFinalizer: b.hasFinalizer ?? true,
     analysis: resolveAnalysis(spec),
+    router: routerTraits(spec.provider),
     status,
     target: { exists: true, managed: true, liveRevision: LIVE, ready: true, replicas: 4, ...b.target },
     copy: { exists: false, replicas: 0, ready: false, readyReplicas: 0, ...b.copy },
@@ -950,6 +952,7 @@ describe('transition: the rollout state machine', () => {
           deleting: false,
           hasFinalizer: this.finalizer,
           analysis: resolveAnalysis(this.analysisSpec),
+          router: routerTraits(this.analysisSpec.provider),
           status: structuredClone(this.status),
           target: { ...this.target },
           copy: { ...this.copy },

@@ -7,7 +7,8 @@ import jsonpatch from 'fast-json-patch';
 import { MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC } from '../../core/contract.js';
 import { revisionOf } from '../../core/revision.js';
 import type { AdmissionRequest, JsonPatchOp, KubeObject } from '../../webhook/admission.js';
-import { decide, serviceSpecForRevision, type DecideConfig, type DecideResult } from '../../webhook/decide.js';
+import { decide, type DecideConfig, type DecideResult } from '../../webhook/decide.js';
+import { withoutAllocatedFields as serviceSpecForRevision } from '../../core/targets/index.js';
 import {
   RECONCILER,
   deployment,
@@ -568,7 +569,7 @@ describe('decide(): jsonEqual, the order-insensitive comparison on the hot path'
   };
 
   it('agrees with canonicalJson equality on 3000 pairs', async () => {
-    const { jsonEqual } = await import('../../webhook/decide.js');
+    const { jsonEqual } = await import('../../core/json.js');
     const { canonicalJson } = await import('../../core/revision.js');
     let equalPairs = 0;
     for (let i = 0; i < 1000; i++) {
@@ -584,7 +585,7 @@ describe('decide(): jsonEqual, the order-insensitive comparison on the hot path'
   });
 
   it('restoreOps() is empty exactly when jsonEqual() holds, and otherwise turns one value into the other (3000 pairs)', async () => {
-    const { jsonEqual, restoreOps } = await import('../../webhook/decide.js');
+    const { jsonEqual, restoreOps } = await import('../../core/json.js');
     for (let i = 0; i < 1000; i++) {
       const a = { v: value(0) };
       for (const b of [shuffleKeys(a), tweak(a) as typeof a, { v: value(0) }]) {
@@ -597,7 +598,7 @@ describe('decide(): jsonEqual, the order-insensitive comparison on the hot path'
   });
 
   it('restoreOps() does not mistake inherited members such as "constructor" for the object\'s own', async () => {
-    const { restoreOps } = await import('../../webhook/decide.js');
+    const { restoreOps } = await import('../../core/json.js');
     const from = JSON.parse('{"labels":{"constructor":"x","app":"a"}}') as Record<string, unknown>;
     const to = JSON.parse('{"labels":{"app":"a","toString":"y"}}') as Record<string, unknown>;
     const ops = restoreOps('', from, to);
@@ -606,7 +607,7 @@ describe('decide(): jsonEqual, the order-insensitive comparison on the hot path'
   });
 
   it('treats undefined members as absent and undefined array elements as null', async () => {
-    const { jsonEqual } = await import('../../webhook/decide.js');
+    const { jsonEqual } = await import('../../core/json.js');
     assert.equal(jsonEqual({ a: 1, b: undefined }, { a: 1 }), true);
     assert.equal(jsonEqual([undefined], [null]), true);
     assert.equal(jsonEqual({ a: undefined }, { b: undefined }), true);
