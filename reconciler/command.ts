@@ -140,7 +140,7 @@ export async function runReconciler(opts: ReconcilerProcessOptions): Promise<num
     relistIntervalMs: opts.relistIntervalMs,
     isLeader: () => leading,
     events: {
-      record: (canary: Canary, type, reason, message) => void events.event(canary as never, type, reason, message),
+      record: (obj, type, reason, message) => void events.event(obj as never, type, reason, message),
     },
     registry,
     ...(opts.namespace ? { namespace: opts.namespace } : {}),

@@ -19,14 +19,22 @@ import { applyEffect, NotLeaderError, writeCounter, type EffectClients, type Eff
 import { ResilientInformer, type KubeObject } from './kit/informer.js';
 import { WorkQueue } from './kit/queue.js';
 
-import { buildSyncContext, targetCache } from './observe/context.js';
+import { buildSyncContext, pendingChange, targetCache } from './observe/context.js';
+import { targetClient } from './apply/targets.js';
 import { Routers } from './routers/index.js';
 import { targetKind } from '../core/targets/index.js';
 import { transition, type Observed, type Transition } from './decide/transition.js';
 import { defaultCanaryFor } from './observe/defaults.js';
 
+/** An object an Event is about: a Canary, or a target canary-gate released. */
+export interface EventObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { name?: string; namespace?: string; uid?: string };
+}
+
 export interface EventSink {
-  record(canary: Canary, type: 'Normal' | 'Warning', reason: string, message: string): void;
+  record(obj: EventObject, type: 'Normal' | 'Warning', reason: string, message: string): void;
 }
 
 export interface ReconcilerOptions {
@@ -46,7 +54,11 @@ export interface ReconcilerOptions {
   prometheusAddress?: string;
   /** Watch and act in this namespace only (default: all namespaces). */
   namespace?: string;
+  /** How long a managed object that no Canary targets waits before it is released (a new Canary may not be in the cache yet). */
+  orphanGraceMs?: number;
 }
+
+const DEFAULT_ORPHAN_GRACE_MS = 10_000;
 
 
 export class Reconciler {
@@ -63,6 +75,8 @@ export class Reconciler {
   /** resourceVersion of the last promotion write to each Canary's target. */
   private readonly targetWritten = new Map<string, string>();
   private running?: Promise<void>;
+  /** Targets waiting out the grace period before they are released (see releaseOrphan). */
+  private readonly orphanChecks = new Map<string, NodeJS.Timeout>();
   private readonly m: ReturnType<typeof reconcilerMetrics>;
   private readonly metrics!: MetricChecker;
   private readonly alerter!: Alerter;
@@ -179,6 +193,8 @@ export class Reconciler {
   }
 
   async stop(): Promise<void> {
+    for (const timer of this.orphanChecks.values()) clearTimeout(timer);
+    this.orphanChecks.clear();
     await this.queue.shutDown();
     await Promise.all(this.informers.map((inf) => inf.stop()));
   }
@@ -247,6 +263,7 @@ export class Reconciler {
         matched = true;
       }
     }
+    if (!matched && !revisionOwner && labels[MANAGED_LABEL] === TRUE) this.scheduleOrphanCheck(kind, ns, name);
     if (kind === 'Service') {
       // Apex or router Services of a Deployment target carry other names; look them up cheaply by namespace.
       if (!matched && (name.endsWith('-primary') || name.endsWith('-canary'))) this.enqueueNamespace(ns);
@@ -254,6 +271,44 @@ export class Reconciler {
     }
     if (matched || revisionOwner || !this.opts.isLeader()) return;
     this.maybeCreateCanary(obj as k8s.V1Deployment);
+  }
+
+  /**
+   * A Deployment or Service labelled managed that no Canary targets (the user
+   * put the label there, or its Canary went without its finalizer running):
+   * the webhook would hold its changes forever. After a grace period, in
+   * which a new Canary can reach the cache, it is released: the label is
+   * removed and a Warning Event on the object says so, naming a pending
+   * change that is not live. Nothing is promoted without analysis.
+   */
+  private scheduleOrphanCheck(kind: 'Deployment' | 'Service', ns: string, name: string): void {
+    const key = targetKey(ns, kind, name);
+    if (!this.running || !this.opts.isLeader() || this.orphanChecks.has(key)) return;
+    const timer = setTimeout(() => {
+      this.orphanChecks.delete(key);
+      this.releaseOrphan(kind, ns, name).catch((err: unknown) => {
+        this.log.warn({ namespace: ns, name, kind, err: errorMessage(err) }, 'could not release a managed object that no Canary targets; trying again');
+        this.scheduleOrphanCheck(kind, ns, name);
+      });
+    }, this.opts.orphanGraceMs ?? DEFAULT_ORPHAN_GRACE_MS);
+    timer.unref();
+    this.orphanChecks.set(key, timer);
+  }
+
+  private async releaseOrphan(kind: 'Deployment' | 'Service', ns: string, name: string): Promise<void> {
+    const adapter = targetKind(kind);
+    const obj = targetCache(adapter, this.caches).get(ns, name);
+    if (!obj || obj.metadata?.labels?.[MANAGED_LABEL] !== TRUE || obj.metadata.deletionTimestamp) return;
+    if ((this.byTarget.get(targetKey(ns, kind, name))?.size ?? 0) > 0 || !this.running || !this.opts.isLeader()) return;
+    // With the resourceVersion read: a Canary adopting it meanwhile makes this fail instead.
+    const body = { metadata: { resourceVersion: obj.metadata.resourceVersion, labels: { [MANAGED_LABEL]: null } } };
+    writeCounter.writes++;
+    await targetClient(adapter, this.api).patch(name, ns, body, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+    const pending = pendingChange(obj);
+    const held = pending && !('error' in pending) ? ` The change held as pending revision ${pending.revision} is not live: apply it again to deploy it, or create a Canary for it.` : '';
+    const message = `no Canary targets this ${kind}: canary-gate released it (label ${MANAGED_LABEL} removed), so its changes are no longer held.${held}`;
+    this.log.warn({ namespace: ns, name, kind }, message);
+    this.opts.events.record({ apiVersion: adapter.group ? `${adapter.group}/${adapter.version}` : adapter.version, kind, metadata: { name, namespace: ns, uid: obj.metadata?.uid ?? '' } }, 'Warning', 'Released', message);
   }
 
   private enqueueNamespace(ns: string): void {

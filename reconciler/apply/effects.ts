@@ -150,7 +150,7 @@ async function ensureCopy(effect: Extract<Effect, { type: 'ensure-canary-copy' }
   // Only ever run the spec of the revision the state machine asked for, and
   // never over an object of that name that is not canary-gate's (the
   // context leaves such an object out, and the create then fails).
-  if (!live || !pending || pending.revision !== effect.revision || ctx.observed.copy.nameTaken) return;
+  if (!live || !pending || pending.revision !== effect.revision || ctx.observed.blockers.length > 0) return;
   const client = targetClient(ctx.kind, api);
   const desired = buildCopy(ctx, pending, effect.weight);
   const existing = ctx.liveCopy;

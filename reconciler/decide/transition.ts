@@ -50,8 +50,6 @@ export interface CanaryCopyView {
   /** All desired replicas are updated and ready (a Service copy: it exists). */
   ready: boolean;
   readyReplicas: number;
-  /** An object of the copy's name exists that canary-gate did not create (the user's own): the run cannot use it. */
-  nameTaken?: boolean;
 }
 
 /** Commands given by the CLI (`canary-gate promote|abort|retry|pause|resume`). */
@@ -79,6 +77,12 @@ export interface Observed {
   /** Canary weight the router has in force now (0 when all traffic goes to the primary). */
   routedWeight: number;
   commands: Commands;
+  /**
+   * Objects under names the Canary needs (its copy, the router's objects)
+   * that are not canary-gate's: the user's own. Each a message saying what
+   * to rename. No run starts or advances while there are any.
+   */
+  blockers: string[];
 }
 
 /** One check's outcome, as the caller ran it. */
@@ -184,16 +188,22 @@ class Machine {
     const phase = this.status.phase;
     if (!phase || phase === 'Initializing' || !obs.target.managed) return this.initialize();
     if (!obs.hasFinalizer) this.effects.push({ type: 'add-finalizer' });
+    // A name the Canary needs is the user's: no run starts or advances (a
+    // promotion already written still completes).
+    const blocked = this.noteBlockers();
     switch (phase) {
       case 'Initialized':
       case 'Succeeded':
       case 'Failed':
       case 'Terminating':
+        if (blocked) return;
         return this.idle(results);
       case 'Waiting':
+        if (blocked) return;
         return this.waiting(results);
       case 'Progressing':
       case 'WaitingPromotion':
+        if (blocked) return;
         return this.progressing(results);
       case 'Promoting':
         return this.promoting(results);
@@ -205,7 +215,9 @@ class Machine {
   // ------------------------------------------------------------ lifecycle
 
   private initialize(): void {
-    this.effects.push({ type: 'add-finalizer' }, { type: 'adopt-target' }, { type: 'ensure-router' });
+    this.effects.push({ type: 'add-finalizer' }, { type: 'adopt-target' });
+    // The router's objects are made once every name they need is free.
+    if (this.obs.blockers.length === 0) this.effects.push({ type: 'ensure-router' });
     const first = !this.status.phase || this.status.phase === 'Initializing';
     if (first) {
       this.status.lastPromotedRevision = this.obs.target.liveRevision;
@@ -507,6 +519,26 @@ class Machine {
     this.setPhase('Initialized', `rollout of ${revision} cancelled: the pending revision was withdrawn`);
     this.setPromoted('True', 'Cancelled', `the stable revision ${this.obs.target.liveRevision} is live`);
     this.event('Normal', 'Cancelled', `pending revision ${revision} withdrawn; traffic back to the primary`);
+  }
+
+  /**
+   * Reports objects that hold names the Canary needs (the condition
+   * NameTaken, and a Warning Event when it appears or changes); true while
+   * there are any.
+   */
+  private noteBlockers(): boolean {
+    const blockers = this.obs.blockers;
+    const current = this.status.conditions?.find((c) => c.type === 'NameTaken');
+    if (blockers.length === 0) {
+      if (current?.status === 'True') this.setCondition('NameTaken', 'False', 'NamesFree', 'every name the Canary needs is free');
+      return false;
+    }
+    const message = blockers.join('; ');
+    if (current?.status !== 'True' || current.message !== message) this.event('Warning', 'NameTaken', message);
+    this.setCondition('NameTaken', 'True', 'NameTaken', message);
+    this.status.message = `held: ${message}`;
+    this.requeue(10_000);
+    return true;
   }
 
   /** The live spec changed with no pending revision: the webhook was bypassed. */

@@ -141,7 +141,6 @@ export function buildSyncContext(canary: Canary, caches: Caches, router: Router,
     }
     if (revision) copyView.revision = revision;
   }
-  if (foreign) copyView.nameTaken = true;
 
   ctx.observed = {
     now,
@@ -155,6 +154,10 @@ export function buildSyncContext(canary: Canary, caches: Caches, router: Router,
     copy: copyView,
     routedWeight: router.getWeights(ctx).canary,
     commands: commandsOf(canary),
+    blockers: [
+      ...(foreign ? [`${kind.kind} ${namespace}/${canaryName(name)} exists and was not created by canary-gate; canary-gate leaves it alone: rename it, or the target, to run canaries`] : []),
+      ...router.conflicts(ctx),
+    ],
   };
   return ctx;
 }

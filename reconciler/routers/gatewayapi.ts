@@ -491,6 +491,24 @@ export class GatewayApiRouter implements Router {
     return Math.max(1, primaryReplicas);
   }
 
+  conflicts(ctx: RouterContext): string[] {
+    const out: string[] = [];
+    if (ctx.canary.spec.targetRef.kind === 'Deployment') {
+      const svc = apexServiceName(ctx.canary);
+      for (const name of [`${svc}${PRIMARY_SUFFIX}`, `${svc}${CANARY_SUFFIX}`]) {
+        const why = this.services.conflict(ctx.namespace, name, ctx.canary);
+        if (why) out.push(why);
+      }
+    }
+    const plan = routePlan(ctx);
+    const route = this.cached(plan.namespace, plan.name);
+    // The route itself may be the user's (canary-gate adds its rules to it); another Canary's is not to be shared.
+    if (route && this.foreignCanary(route, ctx.canary)) {
+      out.push(`HTTPRoute ${plan.namespace}/${plan.name} exists and belongs to another Canary; canary-gate leaves it alone: two Canaries cannot share a route: set spec.service.name of Canary ${ctx.canary.metadata.name}`);
+    }
+    return out;
+  }
+
   async reconcile(ctx: RouterContext): Promise<void> {
     await this.ensureServices(ctx);
     const plan = routePlan(ctx);

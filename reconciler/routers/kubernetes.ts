@@ -121,6 +121,12 @@ export class KubernetesRouter implements Router {
     return replicasForWeight(weight, primaryReplicas);
   }
 
+  conflicts(ctx: RouterContext): string[] {
+    if (ctx.canary.spec.targetRef.kind === 'Service' || isTrafficShifting(ctx.canary)) return [];
+    const why = this.services.conflict(ctx.namespace, `${apexServiceName(ctx.canary)}${CANARY_SUFFIX}`, ctx.canary);
+    return why ? [why] : [];
+  }
+
   async reconcile(ctx: RouterContext): Promise<void> {
     if (ctx.canary.spec.targetRef.kind === 'Service') return;
     const name = `${apexServiceName(ctx.canary)}${CANARY_SUFFIX}`;

@@ -54,6 +54,17 @@ export function notOurs(obj: Owned, canary: Canary): string | undefined {
   return undefined;
 }
 
+/** Why `obj` blocks this Canary, as the Canary reports it, or undefined when it is the Canary's to use. */
+export function conflictOf(obj: Owned | undefined, canary: Canary, kind: string, hint?: string): string | undefined {
+  if (!obj) return undefined;
+  try {
+    assertOurs(obj, canary, kind, hint);
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
 /** Throws NameTakenError when `obj` exists under a name canary-gate wants but belongs to someone else. */
 export function assertOurs(obj: Owned, canary: Canary, kind: string, hint = `rename it or set spec.service.name of Canary ${canary.metadata.name} to another name`): void {
   const why = notOurs(obj, canary);

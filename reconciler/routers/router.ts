@@ -50,6 +50,13 @@ export interface Router {
   canaryPodLabels(ctx: RouterContext, podLabels: Record<string, string>): Record<string, string>;
   /** Replicas the canary copy needs to carry `weight` percent of the traffic. */
   canaryReplicas(ctx: RouterContext, weight: number, primaryReplicas: number): number;
+  /**
+   * Objects under names the router needs that are not this Canary's (a
+   * user's own Service, another Canary's route), from the caches: each a
+   * message saying what to rename. The run holds while there are any; the
+   * router never changes or deletes them.
+   */
+  conflicts(ctx: RouterContext): string[];
   /** Creates or updates the router's objects, all traffic to the primary if they are new. Idempotent. */
   reconcile(ctx: RouterContext): Promise<void>;
   /**

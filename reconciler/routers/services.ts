@@ -6,7 +6,7 @@ import type * as k8s from '@kubernetes/client-node';
 import type { Canary } from '../../core/api/types.js';
 import { mergeRouterService, routerServiceNeedsUpdate } from '../apply/copy.js';
 import type { ObjectCache } from '../observe/caches.js';
-import { FIELD_MANAGER, OwnedObjects, assertOurs, notOurs } from './owned.js';
+import { FIELD_MANAGER, OwnedObjects, assertOurs, conflictOf, notOurs } from './owned.js';
 
 export class RouterServices {
   private readonly store: OwnedObjects<k8s.V1Service>;
@@ -31,6 +31,11 @@ export class RouterServices {
     await this.store.write(ns, name, (current) => (!current ? desired : routerServiceNeedsUpdate(current, desired) ? mergeRouterService(current, desired, canary) : undefined), {
       check: (current) => assertOurs(current, canary, 'Service'),
     });
+  }
+
+  /** Why the Service of that name (from the cache) blocks the Canary, if it does. */
+  conflict(ns: string, name: string, canary: Canary): string | undefined {
+    return conflictOf(this.store.cached(ns, name), canary, 'Service');
   }
 
   /** Deletes the Service if canary-gate created it; a Service of the user's is left alone. */

@@ -56,6 +56,7 @@ interface Build {
   hasFinalizer?: boolean;
   /** The canary weight the router has in force; defaults to status.canaryWeight (the router agrees with the status). */
   routedWeight?: number;
+  blockers?: string[];
 }
 
 function observed(b: Build = {}): Observed {
@@ -78,6 +79,7 @@ function observed(b: Build = {}): Observed {
     copy: { exists: false, replicas: 0, ready: false, readyReplicas: 0, ...b.copy },
     routedWeight: b.routedWeight ?? status.canaryWeight ?? 0,
     commands: b.commands ?? {},
+    blockers: b.blockers ?? [],
   };
 }
 
@@ -958,6 +960,7 @@ describe('transition: the rollout state machine', () => {
           copy: { ...this.copy },
           routedWeight: this.routed(),
           commands: { ...this.commands },
+          blockers: [],
         };
       }
 
@@ -1171,5 +1174,52 @@ describe('transition: the rollout state machine', () => {
       assert.equal(t.checks, undefined);
     });
 
+  });
+});
+
+describe('transition(): names the Canary needs that are the user\'s', () => {
+  const TAKEN = 'Deployment shop/podinfo-canary exists and was not created by canary-gate; canary-gate leaves it alone: rename it, or the target, to run canaries';
+  const condition = (t: Transition) => t.status.conditions?.find((c) => c.type === 'NameTaken');
+
+  it('does not start a pending revision while the copy\'s name is taken; says what to rename, once', () => {
+    const t = transition(observed({ target: { pendingRevision: NEXT }, blockers: [TAKEN] }));
+    assert.equal(t.status.phase, 'Initialized', 'no run starts');
+    assert.ok(!t.effects.some((e) => e.type === 'ensure-canary-copy' || e.type === 'set-weight'), 'nothing is written toward a run');
+    assert.equal(condition(t)?.status, 'True');
+    assert.equal(condition(t)?.message, TAKEN);
+    assert.match(t.status.message ?? '', /rename it/);
+    assert.deepEqual(reasons(t), ['NameTaken']);
+    assert.ok(t.events.every((e) => e.type === 'Warning'));
+    const again = transition(observed({ status: t.status, target: { pendingRevision: NEXT }, blockers: [TAKEN], now: T0 + MIN }));
+    assert.deepEqual(reasons(again), [], 'the same conflict is reported once');
+    assert.equal(JSON.stringify(again.status), JSON.stringify({ ...t.status, observedGeneration: again.status.observedGeneration }), 'and costs no status write');
+  });
+
+  it('starts the run once the name is free, and clears the condition', () => {
+    const held = transition(observed({ target: { pendingRevision: NEXT }, blockers: [TAKEN] }));
+    const t = transition(observed({ status: held.status, target: { pendingRevision: NEXT }, now: T0 + MIN }));
+    assert.equal(t.status.phase, 'Progressing');
+    assert.equal(condition(t)?.status, 'False');
+    assert.ok(reasons(t).includes('Started'));
+  });
+
+  it('holds a run in progress at its weight when a name it needs is taken', () => {
+    const t = reconcile(progressing({ status: { lastStepTime: iso(T0) }, now: T0 + 2 * MIN, blockers: [TAKEN] }));
+    assert.equal(t.status.canaryWeight, 10, 'no step');
+    assert.equal(t.status.phase, 'Progressing');
+    assert.ok(!t.effects.some((e) => e.type === 'promote-target'));
+    assert.equal(condition(t)?.status, 'True');
+  });
+
+  it('adopts the target but does not make router objects while their names are taken', () => {
+    const t = transition(observed({ status: {}, target: { managed: false }, blockers: ['Service shop/podinfo-canary exists and was not created by canary-gate'] }));
+    assert.deepEqual(types(t), ['add-finalizer', 'adopt-target']);
+  });
+
+  it('still completes a promotion already written, and deletes nothing of the user\'s when the Canary goes', () => {
+    const promoting = transition(observed({ status: running({ phase: 'Promoting' }), target: { liveRevision: NEXT, ready: true }, copy: readyCopy(), blockers: [TAKEN] }));
+    assert.equal(promoting.status.phase, 'Succeeded');
+    const deleting = transition(observed({ deleting: true, blockers: [TAKEN] }));
+    assert.ok(deleting.effects.some((e) => e.type === 'delete-canary-copy'), 'the effect only ever deletes a copy canary-gate made (the context leaves the user\'s out)');
   });
 });
