@@ -9,7 +9,7 @@ import { X509Certificate } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
 import express from 'express';
@@ -41,6 +41,16 @@ export const DEFAULT_DRAIN_TIMEOUT_MS = 25_000;
  * the user's update would be refused for nothing.
  */
 export const KEEP_ALIVE_TIMEOUT_MS = 120_000;
+/**
+ * After a 413 the rest of the body is read and discarded, so that closing
+ * the connection does not reset it under a client that is still sending
+ * (which would then lose the answer): at most this many bytes (default
+ * 4 times the body limit, at least 1 MiB) and for at most this long.
+ */
+export const DEFAULT_OVERSIZE_DRAIN_MS = 10_000;
+export function defaultOversizeDrainBytes(maxBodyBytes: number): number {
+  return Math.max(4 * maxBodyBytes, 1024 * 1024);
+}
 
 export interface WebhookHandlerOptions {
   /** Usernames whose updates pass untouched (the reconciler's identity). */
@@ -48,6 +58,10 @@ export interface WebhookHandlerOptions {
   /** Largest request body; larger ones get 413 without being buffered. */
   maxBodyBytes?: number;
   maxPendingSpecBytes?: number;
+  /** After a 413: body bytes read and discarded before the connection is cut. Default defaultOversizeDrainBytes(maxBodyBytes). */
+  oversizeDrainBytes?: number;
+  /** After a 413: how long the rest of the body is read before the connection is cut. Default 10 s. */
+  oversizeDrainMs?: number;
   logger?: Logger;
   /** Shared registry (the reconciler registers into the same one when both run in one process). */
   registry?: Registry;
@@ -144,6 +158,10 @@ export function createWebhookHandler(opts: WebhookHandlerOptions = {}): WebhookH
   const metrics = webhookMetrics(registry);
   const maxBodyBytes = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes <= 0) throw new Error(`max body bytes must be a positive integer, got ${maxBodyBytes}`);
+  const drainBytes = opts.oversizeDrainBytes ?? defaultOversizeDrainBytes(maxBodyBytes);
+  const drainMs = opts.oversizeDrainMs ?? DEFAULT_OVERSIZE_DRAIN_MS;
+  if (!Number.isSafeInteger(drainBytes) || drainBytes < 0) throw new Error(`oversize drain bytes must be a whole number >= 0, got ${drainBytes}`);
+  if (!Number.isSafeInteger(drainMs) || drainMs < 0) throw new Error(`oversize drain time must be a whole number of ms >= 0, got ${drainMs}`);
   const config = {
     reconcilerUsers: new Set(opts.reconcilerUsers ?? []),
     ...(opts.maxPendingSpecBytes !== undefined ? { maxPendingSpecBytes: opts.maxPendingSpecBytes } : {}),
@@ -213,20 +231,64 @@ export function createWebhookHandler(opts: WebhookHandlerOptions = {}): WebhookH
   }
 
   function tooLarge(req: http.IncomingMessage, res: http.ServerResponse, start: number): void {
-    // Answer at once and close the connection: the rest of the body is
-    // discarded as it arrives (never buffered), and a client that keeps
-    // sending is cut off shortly after the answer went out.
     send(
       res,
       413,
       JSON.stringify(statusBody(413, 'RequestEntityTooLarge', `canary-gate: request body larger than ${maxBodyBytes} bytes (--max-body-bytes)`)),
       { connection: 'close' },
     );
-    res.once('finish', () => {
-      setTimeout(() => req.socket.destroy(), 1000).unref();
-    });
+    drainThenClose(req);
     log.warn({ limit: maxBodyBytes, contentLength: req.headers['content-length'] }, 'admission request body too large');
     done(start, 'too_large');
+  }
+
+  /**
+   * After the 413 the client may still be sending. Closing the socket with
+   * unread bytes in it makes the kernel answer with a reset, and a client
+   * that reads its answer only after sending (or a busy one) then loses the
+   * 413 and sees a broken pipe. So the rest of the body is read and
+   * discarded (never buffered) until it ends, and only then is the
+   * connection closed; a body longer than drainBytes, or still arriving
+   * after drainMs, is cut off.
+   *
+   * Node ends a "Connection: close" answer with socket.destroySoon(), which
+   * destroys the socket as soon as the answer is written; on this one
+   * socket that call is deferred until the body has ended.
+   */
+  function drainThenClose(req: http.IncomingMessage): void {
+    const socket = req.socket as Socket & { destroySoon?: () => void };
+    const destroySoon = socket.destroySoon;
+    let bodyEnded = req.readableEnded;
+    let closeAsked = false;
+    let discarded = 0;
+    const cutOff = (why: string) => {
+      log.warn({ why, discardedBytes: discarded }, 'cut off a client still sending an oversized body');
+      socket.destroy();
+    };
+    const timer = setTimeout(() => cutOff(`body still arriving ${drainMs} ms after the 413`), drainMs);
+    timer.unref();
+    const closeNow = () => {
+      clearTimeout(timer);
+      if (typeof destroySoon === 'function') destroySoon.call(socket);
+      else socket.end();
+    };
+    if (typeof destroySoon === 'function') {
+      socket.destroySoon = () => {
+        closeAsked = true;
+        if (bodyEnded) closeNow();
+      };
+    }
+    req.on('data', (chunk: Buffer) => {
+      discarded += chunk.length;
+      if (discarded > drainBytes) cutOff(`more than ${drainBytes} bytes after the 413`);
+    });
+    req.once('end', () => {
+      bodyEnded = true;
+      if (closeAsked || typeof destroySoon !== 'function') closeNow();
+    });
+    socket.once('close', () => clearTimeout(timer));
+    // Discard what arrives from now on (the data listener keeps the stream flowing).
+    req.resume();
   }
 
   function answer(res: http.ServerResponse, raw: Buffer, start: number): void {

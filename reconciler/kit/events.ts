@@ -20,7 +20,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
-import { apiStatusCode, requestTimeout } from './informer.js';
+import { errorMessage, requestTimeout, statusCode } from './api.js';
 
 export type EventType = 'Normal' | 'Warning';
 
@@ -205,7 +205,7 @@ export class EventRecorder {
           return;
         } catch (err) {
           // Gone (events expire after an hour by default): start a new Event, keeping the count.
-          if (apiStatusCode(err) !== 404) throw err;
+          if (statusCode(err) !== 404) throw err;
           s.exists = false;
           s.name = eventName(ref.name ?? 'object');
         }
@@ -235,7 +235,7 @@ export class EventRecorder {
       if (n > 1) this.counters.aggregated += n - 1;
     } catch (err) {
       this.counters.failed++;
-      this.log.warn({ reason, object: ref.name, code: apiStatusCode(err), err: err instanceof Error ? err.message.split('\n')[0] : String(err) }, 'event not recorded');
+      this.log.warn({ reason, object: ref.name, code: statusCode(err), err: errorMessage(err) }, 'event not recorded');
     }
   }
 }

@@ -27,6 +27,7 @@ import https from 'node:https';
 import { performance } from 'node:perf_hooks';
 import * as k8s from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
+import { ApiTimeoutError, apiTimeoutMs, statusCode } from './api.js';
 
 /** The minimal shape the cache needs. */
 export interface KubeObject {
@@ -86,7 +87,10 @@ export interface ResilientInformerOptions<T> {
   maxBackoffMs?: number;
   /** Retry period while the resource is not installed (404). Default 30 s. */
   notInstalledRetryMs?: number;
-  /** Timeout of a list page, and of a watch until its response headers arrive. Default 30 s. */
+  /**
+   * Timeout of a list page, and of a watch until its response headers
+   * arrive. Default: the KubeConfig's API timeout (kit/api.ts), else 30 s.
+   */
   requestTimeoutMs?: number;
   /** List page size (limit/continue). Default 500. */
   pageSize?: number;
@@ -193,7 +197,7 @@ export class ResilientInformer<T extends KubeObject> {
       initialBackoffMs: options.initialBackoffMs ?? 500,
       maxBackoffMs: options.maxBackoffMs ?? 30_000,
       notInstalledRetryMs: options.notInstalledRetryMs ?? 30_000,
-      requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
+      requestTimeoutMs: options.requestTimeoutMs ?? apiTimeoutMs(options.kubeConfig) ?? 30_000,
       pageSize: options.pageSize ?? 500,
     };
   }
@@ -606,7 +610,7 @@ export class ResilientInformer<T extends KubeObject> {
     return new Promise((resolve, reject) => {
       let settled = false;
       const req = transport.request(url, { ...options, method: 'GET', headers: { ...options.headers, Accept: 'application/json' } });
-      const timer = setTimeout(() => req.destroy(new Error(`no response within ${this.opts.requestTimeoutMs} ms`)), this.opts.requestTimeoutMs);
+      const timer = setTimeout(() => req.destroy(new ApiTimeoutError(`no response from the API server within ${this.opts.requestTimeoutMs} ms`)), this.opts.requestTimeoutMs);
       timer.unref();
       const settle = (fn: () => void) => {
         if (settled) return;
@@ -635,7 +639,7 @@ export class ResilientInformer<T extends KubeObject> {
   /** A whole JSON GET (a list page), bounded by requestTimeoutMs. */
   private async getJson<R>(query: Record<string, string | undefined>): Promise<R> {
     const { req, res } = await this.open(query);
-    const timer = setTimeout(() => req.destroy(new Error(`list not read within ${this.opts.requestTimeoutMs} ms`)), this.opts.requestTimeoutMs);
+    const timer = setTimeout(() => req.destroy(new ApiTimeoutError(`list not read within ${this.opts.requestTimeoutMs} ms`)), this.opts.requestTimeoutMs);
     timer.unref();
     this.abortCurrent = () => req.destroy();
     try {
@@ -691,29 +695,8 @@ function describe(err: unknown): string {
   return String(err);
 }
 
-// ------------------------------------------------------------ shared by the kit's API callers
+// ------------------------------------------------------------ kept for existing importers (see kit/api.ts)
 
-/** The HTTP status of a failed API call (client-node's ApiException or our KubeHttpError), if any. */
-export function apiStatusCode(err: unknown): number | undefined {
-  if (err instanceof KubeHttpError) return err.statusCode;
-  if (err instanceof k8s.ApiException) return err.code;
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'number' ? code : undefined;
-}
-
-/**
- * Options for a generated API call that abort it after `ms`. client-node
- * sets no timeout of its own, so a request to an API server that stopped
- * answering would otherwise hang its caller (a lease renewal, a status
- * write) indefinitely.
- */
-export function requestTimeout(ms: number, base?: k8s.ConfigurationOptions): k8s.ConfigurationOptions {
-  const timeout: k8s.ObservableMiddleware = {
-    pre: (ctx) => {
-      ctx.setSignal(AbortSignal.timeout(ms));
-      return new k8s.Observable(Promise.resolve(ctx));
-    },
-    post: (rsp) => new k8s.Observable(Promise.resolve(rsp)),
-  };
-  return { ...base, middleware: [...(base?.middleware ?? []), timeout], middlewareMergeStrategy: 'append' };
-}
+/** The HTTP status of a failed API call; the same as statusCode() in kit/api.ts. */
+export const apiStatusCode = statusCode;
+export { requestTimeout } from './api.js';

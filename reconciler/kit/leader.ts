@@ -22,7 +22,7 @@
 import { performance } from 'node:perf_hooks';
 import * as k8s from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
-import { apiStatusCode, requestTimeout } from './informer.js';
+import { errorMessage, requestTimeout, statusCode } from './api.js';
 
 export interface LeaderElectorOptions {
   kubeConfig: k8s.KubeConfig;
@@ -249,7 +249,7 @@ export class LeaderElector {
     try {
       lease = await this.api.readNamespacedLease({ name, namespace }, timeout);
     } catch (err) {
-      if (apiStatusCode(err) !== 404) return this.attemptFailed('read', err);
+      if (statusCode(err) !== 404) return this.attemptFailed('read', err);
       return this.create(attemptAt, timeout);
     }
     const spec = lease.spec ?? {};
@@ -284,7 +284,7 @@ export class LeaderElector {
       if (!renewing) this.log.info({ previous: holder || undefined }, 'acquired the lease');
       return 'acquired';
     } catch (err) {
-      if (apiStatusCode(err) === 409) return 'conflict';
+      if (statusCode(err) === 409) return 'conflict';
       return this.attemptFailed('update', err);
     }
   }
@@ -306,7 +306,7 @@ export class LeaderElector {
       return 'acquired';
     } catch (err) {
       // 409: another candidate created it first.
-      if (apiStatusCode(err) === 409) return 'conflict';
+      if (statusCode(err) === 409) return 'conflict';
       return this.attemptFailed('create', err);
     }
   }
@@ -335,7 +335,7 @@ export class LeaderElector {
   }
 
   private attemptFailed(op: string, err: unknown): Attempt {
-    this.log.warn({ op, code: apiStatusCode(err), err: err instanceof Error ? err.message.split('\n')[0] : String(err) }, 'lease request failed');
+    this.log.warn({ op, code: statusCode(err), err: errorMessage(err) }, 'lease request failed');
     return 'error';
   }
 
@@ -361,7 +361,7 @@ export class LeaderElector {
       this.log.info('released the lease');
     } catch (err) {
       // Not fatal: the lease then expires after leaseDuration.
-      this.log.warn({ code: apiStatusCode(err), err: err instanceof Error ? err.message.split('\n')[0] : String(err) }, 'could not release the lease');
+      this.log.warn({ code: statusCode(err), err: errorMessage(err) }, 'could not release the lease');
     }
   }
 

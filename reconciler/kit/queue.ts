@@ -8,10 +8,15 @@
 //   state is always reconciled after the change that caused the add;
 // - per-key exponential backoff for failures (addRateLimited / forget);
 // - addAfter(key, ms) through one min-heap and one timer for the whole
-//   queue, so thousands of scheduled keys cost one timer, and scheduling a
+//   queue, so thousands of scheduled keys cost one timer (the same one
+//   watches the work deadline below), and scheduling a
 //   key twice keeps the earlier due time;
 // - run(worker, concurrency) with bounded parallelism, and shutDown() that
-//   waits for the work in flight.
+//   waits for the work in flight;
+// - a deadline per work item (workTimeoutMs): a worker that has not settled
+//   by then counts as failed, its key and slot are released and the key is
+//   retried with backoff, so one hung sync cannot hold its key (or a worker
+//   slot, or shutDown()) forever. Its late result is ignored.
 
 import { performance } from 'node:perf_hooks';
 
@@ -29,6 +34,14 @@ export interface WorkQueueOptions {
   baseDelayMs?: number;
   /** Retry delay cap. Default 5 min: a key failing for long is retried at least that often. */
   maxDelayMs?: number;
+  /**
+   * A worker that has not settled after this long fails with
+   * WorkTimeoutError (its key is released and retried with backoff).
+   * Default 5 min; 0 disables. The worker is not cancelled (JavaScript
+   * cannot); it should bound its own waits (API calls have timeouts), so
+   * this only catches what slipped through.
+   */
+  workTimeoutMs?: number;
   /** Called when a worker throws (the key is then retried with backoff). */
   onError?: (key: string, err: unknown, retries: number) => void;
   /** Metrics hooks: time from ready to started, and time spent in the worker. */
@@ -49,6 +62,8 @@ export interface QueueStats {
   retries: number;
   processed: number;
   failed: number;
+  /** Work items given up on at the deadline (also counted in failed). */
+  timedOut: number;
   /** Time from ready to picked up. */
   queueLatencyMs: { count: number; sum: number; max: number };
   /** Time in the worker. */
@@ -62,6 +77,17 @@ interface HeapEntry {
   key: string;
 }
 
+/** A worker that did not settle before the queue's workTimeoutMs. */
+export class WorkTimeoutError extends Error {
+  constructor(
+    readonly key: string,
+    readonly timeoutMs: number,
+  ) {
+    super(`work on ${key} did not finish within ${timeoutMs} ms; released for a retry`);
+    this.name = 'WorkTimeoutError';
+  }
+}
+
 /** Monotonic: a wall-clock step must not fire or stall scheduled keys. */
 const now = () => performance.now();
 
@@ -73,6 +99,7 @@ export class WorkQueue {
   private readonly baseDelayMs: number;
   private readonly maxDelayMs: number;
   private readonly opts: WorkQueueOptions;
+  private readonly workTimeoutMs: number;
 
   // Ready FIFO as an array with a moving head: O(1) push and shift.
   private ready: string[] = [];
@@ -92,6 +119,8 @@ export class WorkQueue {
   private readonly waiting = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
   private timerDue = Infinity;
+  /** Fails the work in flight on a key (its deadline passed). */
+  private readonly abandon = new Map<string, () => void>();
 
   private shuttingDown = false;
   private draining = false;
@@ -106,6 +135,7 @@ export class WorkQueue {
     retries: 0,
     processed: 0,
     failed: 0,
+    timedOut: 0,
     latency: { count: 0, sum: 0, max: 0 },
     work: { count: 0, sum: 0, max: 0 },
   };
@@ -114,6 +144,8 @@ export class WorkQueue {
     this.name = opts.name ?? 'queue';
     this.baseDelayMs = opts.baseDelayMs ?? 100;
     this.maxDelayMs = opts.maxDelayMs ?? 5 * 60_000;
+    this.workTimeoutMs = opts.workTimeoutMs ?? 5 * 60_000;
+    if (!(this.workTimeoutMs >= 0)) throw new Error(`work queue ${this.name}: workTimeoutMs must be >= 0`);
     this.opts = opts;
   }
 
@@ -188,6 +220,7 @@ export class WorkQueue {
       retries: this.stat.retries,
       processed: this.stat.processed,
       failed: this.stat.failed,
+      timedOut: this.stat.timedOut,
       queueLatencyMs: { ...this.stat.latency },
       workDurationMs: { ...this.stat.work },
       longestRunningMs: t - oldest,
@@ -229,6 +262,8 @@ export class WorkQueue {
     this.timerDue = Infinity;
     this.heap.length = 0;
     this.waiting.clear();
+    // Work in flight keeps its deadline.
+    this.armTimer();
     if (!this.draining) {
       for (let i = this.head; i < this.ready.length; i++) {
         const key = this.ready[i]!;
@@ -298,16 +333,29 @@ export class WorkQueue {
     let result: WorkResult | void = undefined;
     let failed = false;
     try {
-      result = await this.worker!(key);
+      const work = this.worker!(key);
+      if (this.workTimeoutMs > 0) {
+        // A late rejection of abandoned work must not surface as unhandled.
+        Promise.resolve(work).catch(() => undefined);
+        const deadline = new Promise<never>((_, reject) => {
+          this.abandon.set(key, () => reject(new WorkTimeoutError(key, this.workTimeoutMs)));
+        });
+        this.armTimer();
+        result = await Promise.race([work, deadline]);
+      } else {
+        result = await work;
+      }
     } catch (err) {
       failed = true;
       this.stat.failed++;
+      if (err instanceof WorkTimeoutError) this.stat.timedOut++;
       try {
         this.opts.onError?.(key, err, this.numRequeues(key));
       } catch {
         // A faulty error hook must not wedge the queue.
       }
     }
+    this.abandon.delete(key);
     const ms = now() - started;
     this.observe(this.stat.work, ms);
     this.opts.onWorkDuration?.(ms);
@@ -330,6 +378,12 @@ export class WorkQueue {
   }
 
   private checkFinished(): void {
+    // Nothing scheduled and nothing in flight: a timer armed for a deadline would only keep the process alive.
+    if (this.timer && this.heap.length === 0 && this.processing.size === 0) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.timerDue = Infinity;
+    }
     if (this.isIdle()) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
@@ -346,14 +400,21 @@ export class WorkQueue {
 
   // ------------------------------------------------------------ the timer
 
-  /** Keeps the single timer set for the earliest due key. */
+  /** The earliest work deadline: work items start in order, so the oldest in flight is the first entry. */
+  private nextDeadline(): number {
+    if (this.workTimeoutMs <= 0) return Infinity;
+    for (const started of this.processing.values()) return started + this.workTimeoutMs;
+    return Infinity;
+  }
+
+  /** Keeps the single timer set for the earliest due key or work deadline. */
   private armTimer(): void {
-    const top = this.heap[0];
-    if (!top) return;
-    if (this.timer && this.timerDue <= top.due) return;
+    const due = Math.min(this.heap[0]?.due ?? Infinity, this.nextDeadline());
+    if (due === Infinity) return;
+    if (this.timer && this.timerDue <= due) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timerDue = top.due;
-    this.timer = setTimeout(() => this.fireDue(), Math.min(MAX_TIMER_MS, Math.max(0, top.due - now())));
+    this.timerDue = due;
+    this.timer = setTimeout(() => this.fireDue(), Math.min(MAX_TIMER_MS, Math.max(0, due - now())));
   }
 
   private fireDue(): void {
@@ -366,6 +427,14 @@ export class WorkQueue {
       if (this.waiting.get(entry.key) !== entry.due) continue;
       this.waiting.delete(entry.key);
       this.add(entry.key);
+    }
+    if (this.workTimeoutMs > 0) {
+      for (const [key, started] of this.processing) {
+        if (t - started < this.workTimeoutMs) break;
+        const abandon = this.abandon.get(key);
+        this.abandon.delete(key);
+        abandon?.();
+      }
     }
     this.armTimer();
     this.checkFinished();

@@ -2,7 +2,7 @@
 // delays; assertions are on order and lower bounds, never on exact times.
 
 import assert from 'node:assert/strict';
-import { WorkQueue } from '../../reconciler/kit/queue.js';
+import { WorkQueue, WorkTimeoutError } from '../../reconciler/kit/queue.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -238,6 +238,43 @@ describe('kit WorkQueue', function () {
     assert.deepEqual(started.sort(), ['ns/k0', 'ns/k1'], 'nothing else ran: queued, delayed, re-added and new keys dropped');
     assert.equal(queue.len(), 0);
     assert.equal(queue.stats().delayed, 0);
+  });
+
+  it('releases the key of a worker that never settles at the deadline, retries it, and shuts down anyway', async function () {
+    const errors: unknown[] = [];
+    queue = new WorkQueue({ workTimeoutMs: 150, baseDelayMs: 10, onError: (_key, err) => errors.push(err) });
+    const runs: string[] = [];
+    let hung = 0;
+    const done = queue.run(async (key) => {
+      runs.push(key);
+      // The first run of ns/stuck never returns (a call without a timeout somewhere).
+      if (key === 'ns/stuck' && hung++ === 0) return new Promise<void>(() => undefined);
+    }, 1);
+    queue.add('ns/stuck');
+    queue.add('ns/other');
+    await sleep(100);
+    assert.deepEqual(runs, ['ns/stuck'], 'before the deadline the only worker slot is held');
+    const t0 = performance.now();
+    while (runs.filter((k) => k === 'ns/stuck').length < 2 && performance.now() - t0 < 3000) await sleep(10);
+    assert.deepEqual(runs, ['ns/stuck', 'ns/other', 'ns/stuck'], 'the slot was freed for the next key and the stuck key retried');
+    assert.equal(errors.length, 1);
+    assert.ok(errors[0] instanceof WorkTimeoutError, String(errors[0]));
+    assert.match((errors[0] as Error).message, /ns\/stuck did not finish within 150 ms/);
+    assert.equal(queue.stats().timedOut, 1);
+    assert.equal(queue.stats().inFlight, 0);
+    await queue.shutDown();
+    await done;
+  });
+
+  it('shutDown returns within the work deadline though a worker hangs forever', async function () {
+    queue = new WorkQueue({ workTimeoutMs: 100 });
+    void queue.run(() => new Promise<void>(() => undefined), 1);
+    queue.add('ns/hung');
+    await sleep(10);
+    const t0 = performance.now();
+    await queue.shutDown();
+    const ms = performance.now() - t0;
+    assert.ok(ms < 1000, `shutDown took ${Math.round(ms)} ms`);
   });
 
   it('shutDown({ drain: true }) processes what is already queued first', async function () {
