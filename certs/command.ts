@@ -11,6 +11,7 @@
 // the bundle holds the new and the old CA; the old one stays until it expires.
 // Key material is never logged.
 
+import { statusCode } from '../core/api/client.js';
 import { X509Certificate } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
@@ -209,11 +210,6 @@ async function connect(kubeconfig: string | undefined, context: string | undefin
   else kc.loadFromDefault();
   if (context) kc.setCurrentContext(context);
   return { k8s, core: kc.makeApiClient(k8s.CoreV1Api), admission: kc.makeApiClient(k8s.AdmissionregistrationV1Api) };
-}
-
-function statusCode(err: unknown): number | undefined {
-  const code = (err as { code?: unknown })?.code;
-  return typeof code === 'number' ? code : undefined;
 }
 
 /** A short description of an API error: HTTP code and the Status message, never the request body. */

@@ -17,7 +17,7 @@ import { CONTENT_TYPE, Registry } from '../core/metrics.js';
 import { Reconciler } from './controller.js';
 import { EventRecorder } from './kit/events.js';
 import { LeaderElector } from './kit/leader.js';
-import { DEFAULT_API_TIMEOUT_MS, prepareKubeConfig } from './kit/api.js';
+import { DEFAULT_API_TIMEOUT_MS, prepareKubeConfig } from '../core/api/client.js';
 
 const help = `Usage: canary-gate reconciler [flags]
 

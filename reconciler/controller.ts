@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { Registry, type Gauge, type Histogram } from '../core/metrics.js';
+import { errorMessage } from '../core/api/client.js';
 import { DEFAULTS_LABEL, GROUP, MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, REVISION_LABEL, SKIP_LABEL, TRUE, VERSION, canaryName } from '../core/contract.js';
 import type { AlertProvider, Canary, CanarySpec, MetricTemplate } from '../core/api/types.js';
 import type { Caches, HttpRoute } from './observe/caches.js';
@@ -507,14 +508,6 @@ function olderThan(a: string | undefined, b: string): boolean {
   return BigInt(a) < BigInt(b);
 }
 
-export function errorMessage(err: unknown): string {
-  if (err && typeof err === 'object' && 'body' in err) {
-    const body = (err as { body?: unknown }).body;
-    if (typeof body === 'string') return body.slice(0, 300);
-    if (body && typeof body === 'object' && 'message' in body) return String((body as { message: unknown }).message);
-  }
-  return err instanceof Error ? err.message : String(err);
-}
 
 export { MANAGED_LABEL };
 

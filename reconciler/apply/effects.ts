@@ -8,7 +8,7 @@
 import * as k8s from '@kubernetes/client-node';
 import { COMMAND_ANNOTATIONS, FINALIZER, GROUP, MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC, TRUE, VERSION, canaryName } from '../../core/contract.js';
 import { escapePointer, type JsonPatchOp } from '../../core/json.js';
-import { statusCode } from '../kit/api.js';
+import { isAlreadyExists } from '../../core/api/client.js';
 import type { SyncContext } from '../observe/context.js';
 import type { Effect } from '../decide/transition.js';
 import { buildCopy, copyChange, forReplace, ownedBy } from './copy.js';
@@ -187,11 +187,4 @@ async function promote(revision: string, ctx: SyncContext, hooks: EffectHooks, a
     const res = await client.patch(live.metadata?.name ?? '', ctx.namespace, ops, jsonPatch);
     if (res?.metadata?.resourceVersion) hooks.targetWritten?.(res.metadata.resourceVersion);
   });
-}
-
-function isAlreadyExists(err: unknown): boolean {
-  if (statusCode(err) !== 409) return false;
-  const body = (err as { body?: unknown }).body;
-  const text = typeof body === 'string' ? body : JSON.stringify(body ?? '');
-  return text.includes('AlreadyExists');
 }

@@ -8,6 +8,7 @@
 // a command can never land on a newer revision by accident. pause and resume
 // merge-patch spec.suspend.
 
+import { statusCode } from '../../core/api/client.js';
 import * as k8s from '@kubernetes/client-node';
 import { COMMAND_ANNOTATIONS, PENDING_REVISION } from '../../core/contract.js';
 import type { Command } from '../../core/cli.js';
@@ -28,7 +29,6 @@ import {
   patchCanary,
   recordEvent,
   runCommand,
-  statusCodeOf,
   type Connection,
 } from './kube.js';
 
@@ -171,7 +171,7 @@ export async function readTargetPending(conn: Connection, c: Canary): Promise<st
         : await conn.apps.readNamespacedDeployment({ name, namespace }, requestTimeout(REQUEST_TIMEOUT_MS));
     return (obj as k8s.V1Deployment | k8s.V1Service).metadata?.annotations?.[PENDING_REVISION] ?? null;
   } catch (err) {
-    if (statusCodeOf(err) === 404) return null;
+    if (statusCode(err) === 404) return null;
     return undefined;
   }
 }

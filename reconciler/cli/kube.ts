@@ -2,6 +2,7 @@
 // argument parsing, reading a Canary with clear errors, and recording an
 // Event on it so the action shows in `kubectl describe canary`.
 
+import { statusCode } from '../../core/api/client.js';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -137,13 +138,6 @@ export async function runCommand(name: string, body: () => Promise<number>): Pro
   }
 }
 
-/** HTTP status of a failed API call, if it got an answer. */
-export function statusCodeOf(err: unknown): number | undefined {
-  if (err instanceof k8s.ApiException) return err.code;
-  const code = (err as { code?: unknown; statusCode?: unknown } | null)?.statusCode ?? (err as { code?: unknown } | null)?.code;
-  return typeof code === 'number' ? code : undefined;
-}
-
 interface StatusBody {
   message?: string;
   reason?: string;
@@ -166,7 +160,7 @@ function statusBodyOf(err: unknown): StatusBody | undefined {
 
 /** One line about a failed API call: the API server's own message when there is one. */
 export function describeApiError(err: unknown): string {
-  const code = statusCodeOf(err);
+  const code = statusCode(err);
   const body = statusBodyOf(err);
   if (code !== undefined && body?.message) return `${body.message} (HTTP ${code})`;
   if (code !== undefined) return `the API server answered HTTP ${code}`;
@@ -195,7 +189,7 @@ export async function getCanary(conn: Connection, name: string, namespace = conn
 
 /** A 404 for a missing object names it; one for a missing resource says the CRDs are not installed. */
 export function notFoundOr(err: unknown, name: string, namespace: string): Error {
-  if (statusCodeOf(err) !== 404) return err as Error;
+  if (statusCode(err) !== 404) return err as Error;
   const body = statusBodyOf(err);
   if (body?.details?.name || /not found/.test(body?.message ?? '')) return new CliError(`canary "${name}" not found in namespace "${namespace}"`);
   return new CliError(`the API server does not serve ${PLURAL}.${GROUP}/${VERSION}: are the canary-gate CRDs installed?`);
@@ -217,7 +211,7 @@ export async function listCanaries(conn: Connection, namespace: string | undefin
     } while (token);
     return items;
   } catch (err) {
-    if (statusCodeOf(err) === 404) throw new CliError(`the API server does not serve ${PLURAL}.${GROUP}/${VERSION}: are the canary-gate CRDs installed?`);
+    if (statusCode(err) === 404) throw new CliError(`the API server does not serve ${PLURAL}.${GROUP}/${VERSION}: are the canary-gate CRDs installed?`);
     throw err;
   }
 }

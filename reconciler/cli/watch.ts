@@ -7,6 +7,7 @@
 // and the Canary backs it up (a watch can stall silently) and notices a
 // revision withdrawn from the target before the reconciler started it.
 
+import { statusCode } from '../../core/api/client.js';
 import * as k8s from '@kubernetes/client-node';
 import type { Command } from '../../core/cli.js';
 import type { Canary } from '../../core/api/types.js';
@@ -14,7 +15,7 @@ import { parseDuration } from '../decide/analysis-config.js';
 import { readTargetPending } from './actions.js';
 import { plainLine, summaryLine, targetText, timestamp, ttyBlock } from './format.js';
 import { EXIT, begin, judge, type Observation, type Track } from './judge.js';
-import { CONNECTION_HELP, CONNECTION_OPTIONS, UsageError, canaryPath, connect, describeApiError, getCanary, parseCommandArgs, runCommand, statusCodeOf, type Connection } from './kube.js';
+import { CONNECTION_HELP, CONNECTION_OPTIONS, UsageError, canaryPath, connect, describeApiError, getCanary, parseCommandArgs, runCommand, type Connection } from './kube.js';
 
 const help = `Usage: canary-gate watch [-n NS] NAME [--timeout DURATION] [flags]
 
@@ -212,7 +213,7 @@ export async function watchCanary(conn: Connection, opts: WatchOptions): Promise
         (err: unknown) => {
           watchAbort = undefined;
           if (finished) return;
-          if (gone || statusCodeOf(err) === 410) resourceVersion = undefined;
+          if (gone || statusCode(err) === 410) resourceVersion = undefined;
           if (err) problem(`the watch ended (${describeApiError(err)}); restarting`);
           // A watch that lasted is healthy: start again at once; a failing one backs off.
           backoffMs = Date.now() - opened > 10_000 ? 500 : Math.min(backoffMs * 2, MAX_BACKOFF_MS);

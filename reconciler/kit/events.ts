@@ -16,11 +16,12 @@
 //   failures are logged and dropped. The returned promise (always resolved)
 //   is for callers that want to wait, e.g. tests.
 
+import { REPORTING_CONTROLLER } from '../../core/contract.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
-import { errorMessage, requestTimeout, statusCode } from './api.js';
+import { errorMessage, requestTimeout, statusCode } from '../../core/api/client.js';
 
 export type EventType = 'Normal' | 'Warning';
 
@@ -31,7 +32,6 @@ export interface InvolvedObject {
   metadata?: { name?: string; namespace?: string; uid?: string; resourceVersion?: string };
 }
 
-export const REPORTING_CONTROLLER = 'canarygate.dev/reconciler';
 
 export interface EventRecorderOptions {
   kubeConfig: k8s.KubeConfig;

@@ -27,7 +27,7 @@ import https from 'node:https';
 import { performance } from 'node:perf_hooks';
 import * as k8s from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
-import { ApiTimeoutError, apiTimeoutMs, statusCode } from './api.js';
+import { ApiTimeoutError, apiTimeoutMs, statusCode } from '../../core/api/client.js';
 
 /** The minimal shape the cache needs. */
 export interface KubeObject {
@@ -699,4 +699,4 @@ function describe(err: unknown): string {
 
 /** The HTTP status of a failed API call; the same as statusCode() in kit/api.ts. */
 export const apiStatusCode = statusCode;
-export { requestTimeout } from './api.js';
+export { requestTimeout } from '../../core/api/client.js';

@@ -22,7 +22,7 @@
 import { performance } from 'node:perf_hooks';
 import * as k8s from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
-import { errorMessage, requestTimeout, statusCode } from './api.js';
+import { errorMessage, requestTimeout, statusCode } from '../../core/api/client.js';
 
 export interface LeaderElectorOptions {
   kubeConfig: k8s.KubeConfig;

@@ -7,7 +7,7 @@
 
 import type * as k8s from '@kubernetes/client-node';
 import type { Canary } from '../../core/api/types.js';
-import { statusCode } from '../kit/api.js';
+import { statusCode } from '../../core/api/client.js';
 import type { ObjectCache } from '../observe/caches.js';
 import { createdByCanaryGate, ownedBy } from '../apply/copy.js';
 

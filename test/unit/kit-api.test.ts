@@ -21,7 +21,7 @@ import {
   prepareKubeConfig,
   requestTimeout,
   statusCode,
-} from '../../reconciler/kit/api.js';
+} from '../../core/api/client.js';
 import { KubeHttpError } from '../../reconciler/kit/informer.js';
 
 function kubeConfigFor(port: number, ca: string): k8s.KubeConfig {
