@@ -10,10 +10,11 @@ import { Registry, type Gauge, type Histogram } from '../core/metrics.js';
 import { MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, SKIP_LABEL, TRUE } from '../core/annotations.js';
 import type { AlertProvider, Canary, CanarySpec, MetricTemplate } from '../core/api/types.js';
 import type { Caches, HttpRoute } from './observe/caches.js';
-import { runChecks, stepOf, type MetricChecker } from './analysis/checks.js';
+import { runChecks, type MetricChecker } from './analysis/checks.js';
 import { TemplateMetricChecker } from './analysis/metrics/checker.js';
 import { secretReader } from './analysis/metrics/secrets.js';
-import { Alerter, alertForEvent } from './notify/alerts.js';
+import { Alerter } from './notify/alerts.js';
+import { hookPayload, Notifier } from './notify/notifier.js';
 import { sendEvent, runGates } from './analysis/gates.js';
 import { applyEffect, NotLeaderError, writeCounter, type EffectClients, type EffectContext } from './apply/effects.js';
 import { ResilientInformer, type KubeObject } from './kit/informer.js';
@@ -69,6 +70,7 @@ export class Reconciler {
   private readonly m: ReturnType<typeof reconcilerMetrics>;
   private readonly metrics!: MetricChecker;
   private readonly alerter!: Alerter;
+  private readonly notifier!: Notifier;
 
   constructor(private readonly opts: ReconcilerOptions) {
     this.log = opts.logger;
@@ -134,6 +136,13 @@ export class Reconciler {
         { registry },
       );
     this.alerter = new Alerter({ provider: (ns, n) => this.caches.alertProviders.get(ns, n), secret }, { logger: this.log, registry });
+    this.notifier = new Notifier({
+      record: (c, type, reason, message) => opts.events.record(c, type, reason, message),
+      alert: (c, alert) => this.alerter.send(c, alert),
+      eventWebhook: (hooks, payload) => sendEvent(hooks, payload),
+      postRollout: (hooks, payload) => runGates(hooks, payload),
+      log: (fields, message) => this.log.info(fields, message),
+    });
     this.routers = {
       kubernetes: new KubernetesRouter({ core: this.api.core, caches: this.caches }),
       gatewayapi: new GatewayApiRouter({ core: this.api.core, custom: this.api.custom, caches: this.caches }),
@@ -337,7 +346,11 @@ export class Reconciler {
     this.observeOutcome(seen.observed, t);
     // Intent first: the status says what is being done before it is done, so
     // that a process killed in between resumes the same step.
-    await this.writeStatus(key, canary, t);
+    const wrote = await this.writeStatus(key, canary, t);
+    // What the step tells (events, alerts, event webhooks, post-rollout gates)
+    // goes out once, now that its status is written and before any effect can
+    // throw: the retried sync starts from the new status and does not repeat it.
+    if (wrote) void this.notifier.deliver(canary, t);
     const ctx: EffectContext = {
       canary,
       router,
@@ -366,19 +379,6 @@ export class Reconciler {
           this.opts.events.record(canary, 'Warning', 'Invalid', `${effect.type} was refused by the API server: ${errorMessage(err)}`);
         }
         throw err;
-      }
-    }
-    for (const e of t.events) {
-      this.opts.events.record(canary, e.type, e.reason, e.message);
-      const alert = alertForEvent(e.reason, e.type, e.message);
-      if (alert) {
-        // After a rollback pendingRevision is cleared: name the revision the event is about.
-        const revision = t.status.pendingRevision ?? (t.status.phase === 'Failed' ? t.status.failedRevision : t.status.lastPromotedRevision) ?? '';
-        void this.alerter.send(canary, { ...alert, phase: t.status.phase ?? '', weight: t.status.canaryWeight ?? 0, revision });
-      }
-      this.log.info({ canary: key, reason: e.reason, phase: t.status.phase, weight: t.status.canaryWeight }, e.message);
-      for (const hook of (canary.spec.analysis?.webhooks ?? []).filter((h) => h.type === 'event')) {
-        void sendEvent(hook, { ...eventPayload(canary, t), reason: e.reason, message: e.message });
       }
     }
     if (t.requeueAt !== undefined) return { requeueAfterMs: Math.max(0, t.requeueAt - Date.now()) };
@@ -425,8 +425,9 @@ export class Reconciler {
     return ctx;
   }
 
-  private async writeStatus(key: string, canary: Canary, t: Transition): Promise<void> {
-    if (JSON.stringify(canary.status ?? {}) === JSON.stringify(t.status)) return;
+  /** Writes the transition's status; false when it is unchanged (nothing written). */
+  private async writeStatus(key: string, canary: Canary, t: Transition): Promise<boolean> {
+    if (JSON.stringify(canary.status ?? {}) === JSON.stringify(t.status)) return false;
     if (!this.opts.isLeader()) throw new NotLeaderError('not the leader');
     const [ns, name] = splitKey(key);
     // resourceVersion makes a write based on a stale read fail with 409
@@ -436,6 +437,7 @@ export class Reconciler {
       k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
     )) as Canary;
     if (res?.metadata?.resourceVersion) this.lastWritten.set(key, res.metadata.resourceVersion);
+    return true;
   }
 }
 
@@ -447,16 +449,7 @@ function withNulls(before: object, after: object): Record<string, unknown> {
 }
 
 function eventPayload(canary: Canary, t: Transition) {
-  return {
-    name: canary.metadata.name ?? '',
-    namespace: canary.metadata.namespace ?? '',
-    phase: t.status.phase ?? '',
-    revision: t.status.pendingRevision ?? t.status.lastPromotedRevision ?? '',
-    canaryWeight: t.status.canaryWeight ?? 0,
-    iterations: t.status.iterations ?? 0,
-    failedChecks: t.status.failedChecks ?? 0,
-    step: stepOf(canary, t.status),
-  };
+  return hookPayload(canary, t, t.postRollout?.revision ?? t.status.pendingRevision ?? t.status.lastPromotedRevision ?? '');
 }
 
 function onAny<T extends KubeObject>(inf: ResilientInformer<T>, handler: (obj: T) => void): void {

@@ -788,7 +788,7 @@ describe('transition: the rollout state machine', () => {
       assert.equal(t.status.canaryWeight, 0);
       assert.deepEqual(effect(t, 'set-weight'), { type: 'set-weight', weight: 0, revision: NEXT });
       assert.ok(types(t).includes('scale-canary-to-zero'));
-      assert.deepEqual(effect(t, 'run-gates'), { type: 'run-gates', gateType: 'post-rollout' });
+      assert.deepEqual(t.postRollout, { revision: NEXT }, 'post-rollout gates are told about the promoted revision');
       assert.deepEqual(promoted(t), { status: 'True', reason: 'Succeeded' });
       assert.ok(reasons(t).includes('Succeeded'));
 
