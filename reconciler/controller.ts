@@ -140,7 +140,13 @@ export class Reconciler {
       record: (c, type, reason, message) => opts.events.record(c, type, reason, message),
       alert: (c, alert) => this.alerter.send(c, alert),
       eventWebhook: (hooks, payload) => sendEvent(hooks, payload),
-      postRollout: (hooks, payload) => runGates(hooks, payload),
+      postRollout: async (hooks, payload) => {
+        // The result changes nothing; it is counted and a failure is logged (gate messages carry no secrets).
+        for (const r of await runGates(hooks, payload)) {
+          this.m.gateResults.labels('post-rollout', r.passed ? 'pass' : 'fail').inc();
+          if (!r.passed) this.log.warn({ canary: `${payload.namespace}/${payload.name}`, revision: payload.revision, gate: r.name }, r.message);
+        }
+      },
       log: (fields, message) => this.log.info(fields, message),
     });
     this.routers = {

@@ -83,6 +83,7 @@ describe('notifications when an effect fails', function () {
 
     const post = receiver.callsTo('post');
     assert.deepEqual(post.map((c) => [c.body.type, c.body.phase, c.body.revision]), [['post-rollout', 'Failed', revision]], 'one post-rollout call, about the failed revision');
+    assert.match(await reconciler.metrics(), /^canary_gate_gate_results_total\{type="post-rollout",result="pass"\} 1$/m, 'counted in the reconciler metrics');
 
     const recorded = await kubectlOk(['-n', ns, 'get', 'events', '--field-selector', `involvedObject.name=${name},involvedObject.kind=Canary`, '-o', 'jsonpath={range .items[*]}{.reason}={.count}{"\\n"}{end}']);
     const counts = Object.fromEntries(recorded.split('\n').filter(Boolean).map((l) => l.split('=') as [string, string]));
