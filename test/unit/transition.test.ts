@@ -1198,7 +1198,8 @@ describe('transition: the rollout state machine', () => {
     const baseSeed = process.env.TRANSITION_SEED ? Number(process.env.TRANSITION_SEED) : Math.floor(Math.random() * 2 ** 31);
     const RUNS = process.env.TRANSITION_SEED ? 1 : 400;
 
-    it(`always ends Succeeded with the newest revision live, or Failed with the live revision untouched, however often the process is killed (seed ${baseSeed})`, () => {
+    it(`always ends Succeeded with the newest revision live, or Failed with the live revision untouched, however often the process is killed (seed ${baseSeed})`, function () {
+      this.timeout(20_000); // 400 simulated rollouts: about a second, several on a loaded machine
       let succeeded = 0;
       let failed = 0;
       let crashes = 0;
