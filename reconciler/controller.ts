@@ -3,6 +3,7 @@
 // (transition.ts) for the next step, runs the checks it asks for, writes the
 // status (intent first) and then applies the effects.
 
+import { ControllerReason, EventReason } from './decide/reasons.js';
 import { performance } from 'node:perf_hooks';
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
@@ -11,10 +12,11 @@ import { errorMessage } from '../core/api/client.js';
 import { DEFAULTS_LABEL, GROUP, MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, REVISION_LABEL, SKIP_LABEL, TRUE, VERSION, canaryName } from '../core/contract.js';
 import type { AlertProvider, Canary, CanarySpec, MetricTemplate } from '../core/api/types.js';
 import type { Caches, HttpRoute } from './observe/caches.js';
-import { runChecks, stepOf, type MetricChecker } from './analysis/checks.js';
+import { runChecks, type MetricChecker } from './analysis/checks.js';
 import { TemplateMetricChecker } from './analysis/metrics/checker.js';
 import { secretReader } from './analysis/metrics/secrets.js';
-import { Alerter, alertForEvent } from './notify/alerts.js';
+import { Alerter } from './notify/alerts.js';
+import { Notifier } from './notify/notifier.js';
 import { sendEvent, runGates } from './analysis/gates.js';
 import { applyEffect, NotLeaderError, writeCounter, type EffectClients, type EffectHooks } from './apply/effects.js';
 import { ResilientInformer, type KubeObject } from './kit/informer.js';
@@ -81,6 +83,7 @@ export class Reconciler {
   private readonly m: ReturnType<typeof reconcilerMetrics>;
   private readonly metrics!: MetricChecker;
   private readonly alerter!: Alerter;
+  private readonly notifier!: Notifier;
 
   constructor(private readonly opts: ReconcilerOptions) {
     this.log = opts.logger;
@@ -146,6 +149,19 @@ export class Reconciler {
         { registry },
       );
     this.alerter = new Alerter({ provider: (ns, n) => this.caches.alertProviders.get(ns, n), secret }, { logger: this.log, registry });
+    this.notifier = new Notifier({
+      record: (c, type, reason, message) => opts.events.record(c, type, reason, message),
+      alert: (c, alert) => this.alerter.send(c, alert),
+      eventWebhook: (hooks, payload) => sendEvent(hooks, payload),
+      postRollout: async (hooks, payload) => {
+        // The result changes nothing; it is counted and a failure is logged (gate messages carry no secrets).
+        for (const r of await runGates(hooks, payload)) {
+          this.m.gateResults.labels('post-rollout', r.passed ? 'pass' : 'fail').inc();
+          if (!r.passed) this.log.warn({ canary: `${payload.namespace}/${payload.name}`, revision: payload.revision, gate: r.name }, r.message);
+        }
+      },
+      log: (fields, message) => this.log.info(fields, message),
+    });
     this.routers = new Routers({ core: this.api.core, custom: this.api.custom, caches: this.caches });
     this.queue = new WorkQueue({
       name: 'canaries',
@@ -372,7 +388,7 @@ export class Reconciler {
 
     // One context for the whole sync: the state machine, the routers and the effects all read it.
     const seen = buildSyncContext(canary, this.caches, this.routers.for(canary.spec.provider), Date.now());
-    if (seen.pendingError) this.opts.events.record(canary, 'Warning', 'InvalidPendingRevision', seen.pendingError);
+    if (seen.pendingError) this.opts.events.record(canary, 'Warning', ControllerReason.InvalidPendingRevision, seen.pendingError);
 
     let t: Transition = transition(seen.observed);
     if (t.checks) {
@@ -385,12 +401,12 @@ export class Reconciler {
     this.observeOutcome(seen.observed, t);
     // Intent first: the status says what is being done before it is done, so
     // that a process killed in between resumes the same step.
-    await this.writeStatus(key, canary, t);
+    const wrote = await this.writeStatus(key, canary, t);
+    // What the step tells (events, alerts, event webhooks, post-rollout gates)
+    // goes out once, now that its status is written and before any effect can
+    // throw: the retried sync starts from the new status and does not repeat it.
+    if (wrote) void this.notifier.deliver(canary, t);
     const hooks: EffectHooks = {
-      runPostRollout: async () => {
-        const hooks = (canary.spec.analysis?.webhooks ?? []).filter((h) => h.type === 'post-rollout');
-        if (hooks.length) await runGates(hooks, eventPayload(canary, t));
-      },
       targetWritten: (rv) => this.targetWritten.set(key, rv),
       assertLeader: () => {
         if (!this.opts.isLeader()) throw new NotLeaderError('not the leader');
@@ -406,22 +422,9 @@ export class Reconciler {
         // does not validate): say so on the Canary, then retry with backoff;
         // the progress deadline rolls the revision back if it never works.
         if ((err as { code?: number }).code === 422) {
-          this.opts.events.record(canary, 'Warning', 'Invalid', `${effect.type} was refused by the API server: ${errorMessage(err)}`);
+          this.opts.events.record(canary, 'Warning', ControllerReason.Invalid, `${effect.type} was refused by the API server: ${errorMessage(err)}`);
         }
         throw err;
-      }
-    }
-    for (const e of t.events) {
-      this.opts.events.record(canary, e.type, e.reason, e.message);
-      const alert = alertForEvent(e.reason, e.type, e.message);
-      if (alert) {
-        // After a rollback pendingRevision is cleared: name the revision the event is about.
-        const revision = t.status.pendingRevision ?? (t.status.phase === 'Failed' ? t.status.failedRevision : t.status.lastPromotedRevision) ?? '';
-        void this.alerter.send(canary, { ...alert, phase: t.status.phase ?? '', weight: t.status.canaryWeight ?? 0, revision });
-      }
-      this.log.info({ canary: key, reason: e.reason, phase: t.status.phase, weight: t.status.canaryWeight }, e.message);
-      for (const hook of (canary.spec.analysis?.webhooks ?? []).filter((h) => h.type === 'event')) {
-        void sendEvent(hook, { ...eventPayload(canary, t), reason: e.reason, message: e.message });
       }
     }
     if (t.requeueAt !== undefined) return { requeueAfterMs: Math.max(0, t.requeueAt - Date.now()) };
@@ -438,7 +441,7 @@ export class Reconciler {
 
   /** Counts finished runs and their duration (from the run's start to its end). */
   private observeOutcome(observed: Observed, t: Transition): void {
-    if (t.events.some((e) => e.reason === 'WebhookBypassed')) this.m.bypasses.inc();
+    if (t.events.some((e) => e.reason === EventReason.WebhookBypassed)) this.m.bypasses.inc();
     const before = observed.status.phase;
     const after = t.status.phase;
     if (before === after || !after) return;
@@ -449,8 +452,9 @@ export class Reconciler {
     if (!Number.isNaN(started)) this.m.rolloutDuration.labels(outcome).observe(Math.max(0, observed.now - started) / 1000);
   }
 
-  private async writeStatus(key: string, canary: Canary, t: Transition): Promise<void> {
-    if (JSON.stringify(canary.status ?? {}) === JSON.stringify(t.status)) return;
+  /** Writes the transition's status; false when it is unchanged (nothing written). */
+  private async writeStatus(key: string, canary: Canary, t: Transition): Promise<boolean> {
+    if (JSON.stringify(canary.status ?? {}) === JSON.stringify(t.status)) return false;
     if (!this.opts.isLeader()) throw new NotLeaderError('not the leader');
     const [ns, name] = splitKey(key);
     // resourceVersion makes a write based on a stale read fail with 409
@@ -460,6 +464,7 @@ export class Reconciler {
       k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
     )) as Canary;
     if (res?.metadata?.resourceVersion) this.lastWritten.set(key, res.metadata.resourceVersion);
+    return true;
   }
 }
 
@@ -468,19 +473,6 @@ function withNulls(before: object, after: object): Record<string, unknown> {
   const out: Record<string, unknown> = { ...after };
   for (const k of Object.keys(before)) if (!(k in after)) out[k] = null;
   return out;
-}
-
-function eventPayload(canary: Canary, t: Transition) {
-  return {
-    name: canary.metadata.name ?? '',
-    namespace: canary.metadata.namespace ?? '',
-    phase: t.status.phase ?? '',
-    revision: t.status.pendingRevision ?? t.status.lastPromotedRevision ?? '',
-    canaryWeight: t.status.canaryWeight ?? 0,
-    iterations: t.status.iterations ?? 0,
-    failedChecks: t.status.failedChecks ?? 0,
-    step: stepOf(canary, t.status),
-  };
 }
 
 function onAny<T extends KubeObject>(inf: ResilientInformer<T>, handler: (obj: T) => void): void {

@@ -225,7 +225,6 @@ export type CanaryPhase =
   | 'Progressing'
   | 'WaitingPromotion'
   | 'Promoting'
-  | 'Finalising'
   | 'Succeeded'
   | 'Failed'
   | 'Terminating';
@@ -237,7 +236,6 @@ export const CANARY_PHASES: readonly CanaryPhase[] = [
   'Progressing',
   'WaitingPromotion',
   'Promoting',
-  'Finalising',
   'Succeeded',
   'Failed',
   'Terminating',

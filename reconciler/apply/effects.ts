@@ -21,8 +21,6 @@ export interface EffectClients extends TargetClients {
 
 /** What one sync lends the effects besides its context. */
 export interface EffectHooks {
-  /** Runs post-rollout gates (best effort). */
-  runPostRollout(): Promise<void>;
   /** Throws when this process is no longer the leader. */
   assertLeader(): void;
   /** Told the resourceVersion of a write to the target, so the next sync waits for the cache to show it. */
@@ -132,9 +130,6 @@ export async function applyEffect(effect: Effect, ctx: SyncContext, hooks: Effec
     }
     case 'promote-target':
       return promote(effect.revision, ctx, hooks, api, write);
-    case 'run-gates':
-      await hooks.runPostRollout();
-      return;
   }
 }
 

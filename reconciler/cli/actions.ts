@@ -41,7 +41,7 @@ export type Plan =
   | { kind: 'write'; patch: object; reason: string; eventMessage: string; message: string };
 
 const ANALYSING: readonly CanaryPhase[] = ['Waiting', 'Progressing', 'WaitingPromotion'];
-const PROMOTING: readonly CanaryPhase[] = ['Promoting', 'Finalising'];
+const PROMOTING: readonly CanaryPhase[] = ['Promoting'];
 
 function ref(c: Canary): string {
   return `canary ${c.metadata.namespace}/${c.metadata.name}`;

@@ -10,6 +10,7 @@
 import type { CanaryPhase, CanaryStatus, Condition, MetricStatus, WebhookType } from '../../core/api/types.js';
 import type { RouterTraits } from '../routers/router.js';
 import type { ResolvedAnalysis } from './analysis-config.js';
+import { ConditionReason, ConditionType, EventReason, RollbackCause } from './reasons.js';
 
 /** Status fields the state machine keeps so that a restarted process resumes exactly. */
 export interface RolloutStatus extends CanaryStatus {
@@ -122,19 +123,36 @@ export type Effect =
   | { type: 'delete-canary-copy' }
   /** One write: live spec := pending spec and pending annotations removed, if the pending revision is still `revision`. */
   | { type: 'promote-target'; revision: string }
-  | { type: 'run-gates'; gateType: 'post-rollout' }
+  /** Not emitted any more: post-rollout gates are delivered with the notifications (Transition.postRollout). */
   | { type: 'clear-command'; command: keyof Commands };
 
+/**
+ * What a step did, for people: a Kubernetes Event, and the alerts and `event`
+ * webhooks made from it. `revision` is the revision the step acted on (the
+ * one started, analysed, promoted, rolled back or withdrawn; the live one for
+ * adoption and a bypass), named where the event is made: every notification
+ * of the event names it, never a revision re-derived from the new status.
+ */
 export interface Event {
   type: 'Normal' | 'Warning';
-  reason: string;
+  reason: EventReason;
   message: string;
+  revision: string;
+  /** Why the revision was rolled back (reason RolledBack only). */
+  cause?: RollbackCause;
+}
+
+/** A run ended (promoted or rolled back): its post-rollout gates are called once, about this revision. */
+export interface PostRollout {
+  revision: string;
 }
 
 export interface Transition {
   status: RolloutStatus;
   effects: Effect[];
+  /** Sent once, after the status write of this transition succeeded (reconciler/notify/notifier.ts). */
   events: Event[];
+  postRollout?: PostRollout;
   /** Checks to run before the step can be decided; call again with their results. */
   checks?: CheckRequest;
   /** Look again at this time at the latest (events may bring it sooner). */
@@ -153,6 +171,7 @@ class Machine {
   private status: RolloutStatus;
   private effects: Effect[] = [];
   private events: Event[] = [];
+  private postRollout?: PostRollout;
   private checks?: CheckRequest;
   private requeueAt?: number;
 
@@ -163,6 +182,7 @@ class Machine {
   result(): Transition {
     const t: Transition = { status: this.status, effects: this.effects, events: this.events };
     if (this.checks) t.checks = this.checks;
+    if (this.postRollout) t.postRollout = this.postRollout;
     if (this.requeueAt !== undefined) t.requeueAt = this.requeueAt;
     return t;
   }
@@ -180,7 +200,7 @@ class Machine {
       const running = ['Waiting', 'Progressing', 'WaitingPromotion'].includes(this.status.phase ?? '');
       if (running && obs.commands.abort && obs.commands.abort === this.status.pendingRevision) {
         this.effects.push({ type: 'clear-command', command: 'abort' });
-        return this.rollback('Aborted', 'aborted on request (while paused)');
+        return this.rollback(RollbackCause.Aborted, 'aborted on request (while paused)');
       }
       this.status.message = 'suspended: spec.suspend is true';
       return;
@@ -207,8 +227,6 @@ class Machine {
         return this.progressing(results);
       case 'Promoting':
         return this.promoting(results);
-      case 'Finalising':
-        return this.finalise();
     }
   }
 
@@ -221,9 +239,10 @@ class Machine {
     const first = !this.status.phase || this.status.phase === 'Initializing';
     if (first) {
       this.status.lastPromotedRevision = this.obs.target.liveRevision;
-      this.setPhase('Initialized', `adopted; revision ${this.obs.target.liveRevision} is live`);
-      this.setPromoted('True', 'Initialized', 'the live spec is the promoted one');
-      this.event('Normal', 'Initialized', `target adopted; revision ${this.obs.target.liveRevision} is live`);
+      const live = this.obs.target.liveRevision;
+      this.setPhase('Initialized', `adopted; revision ${live} is live`);
+      this.setPromoted('True', ConditionReason.Initialized, 'the live spec is the promoted one');
+      this.event('Normal', EventReason.Initialized, `target adopted; revision ${live} is live`, live);
     }
     // Otherwise the label is missing from what the cache shows: usually our own
     // adoption write not seen yet; the effect is a no-op once it is.
@@ -232,7 +251,7 @@ class Machine {
   private terminate(): void {
     if (this.status.phase !== 'Terminating') {
       this.setPhase('Terminating', 'the Canary is being deleted: traffic back to the primary');
-      this.event('Normal', 'Terminating', 'routing all traffic to the primary and removing companions');
+      this.event('Normal', EventReason.Terminating, 'routing all traffic to the primary and removing companions', this.status.pendingRevision ?? this.status.lastPromotedRevision ?? '');
     }
     this.effects.push(
       { type: 'set-weight', weight: 0, revision: this.status.pendingRevision ?? '' },
@@ -259,7 +278,7 @@ class Machine {
       if (commands.retry !== pending) return; // a failed revision waits for a new one or an explicit retry
       this.effects.push({ type: 'clear-command', command: 'retry' });
       this.clearCommandsFor(pending);
-      this.event('Normal', 'Retry', `retrying revision ${pending} on request`);
+      this.event('Normal', EventReason.Retry, `retrying revision ${pending} on request`, pending);
     }
     this.start(pending, results);
   }
@@ -273,11 +292,13 @@ class Machine {
       }
       const waiting = results.filter((r) => !r.passed);
       if (waiting.length > 0) {
+        // Announced once per wait: asking the gate again each interval is not news.
+        const alreadyWaiting = this.status.phase === 'Waiting' && this.status.pendingRevision === revision;
         this.status.pendingRevision = revision;
         this.status.lastStepTime = iso(this.obs.now);
         this.setPhase('Waiting', `waiting for approval: ${waiting.map((r) => r.message).join('; ')}`);
-        this.setPromoted('Unknown', 'Waiting', `revision ${revision} waits for confirm-rollout`);
-        this.event('Normal', 'Waiting', `revision ${revision} waits for confirm-rollout: ${waiting[0]?.message}`);
+        this.setPromoted('Unknown', ConditionReason.Waiting, `revision ${revision} waits for confirm-rollout`);
+        if (!alreadyWaiting) this.event('Normal', EventReason.Waiting, `revision ${revision} waits for confirm-rollout: ${waiting[0]?.message}`, revision);
         return this.requeue(a.intervalMs);
       }
     }
@@ -296,8 +317,8 @@ class Machine {
     delete this.status.preRolloutPassed;
     this.status.metrics = [];
     this.setPhase('Progressing', `starting revision ${revision}`);
-    this.setPromoted('Unknown', 'Progressing', `revision ${revision} is being analysed`);
-    this.event('Normal', 'Started', `new revision ${revision} detected; starting ${a.strategy} analysis`);
+    this.setPromoted('Unknown', ConditionReason.Progressing, `revision ${revision} is being analysed`);
+    this.event('Normal', EventReason.Started, `new revision ${revision} detected; starting ${a.strategy} analysis`, revision);
     this.effects.push({ type: 'set-weight', weight: 0, revision }, { type: 'ensure-canary-copy', revision, weight: this.firstCopyWeight() });
     this.requeue(POLL_MS);
   }
@@ -313,7 +334,7 @@ class Machine {
     if (!pending) return this.cancel();
     if (this.obs.commands.abort === pending) {
       this.effects.push({ type: 'clear-command', command: 'abort' });
-      return this.rollback('Aborted', 'aborted on request');
+      return this.rollback(RollbackCause.Aborted, 'aborted on request');
     }
     if (!results && !this.due()) return;
     this.status.lastStepTime = results ? iso(this.obs.now) : this.status.lastStepTime;
@@ -331,12 +352,12 @@ class Machine {
       return this.cancel();
     }
     if (pending !== revision) {
-      this.event('Normal', 'Restarted', `revision ${pending} replaces ${revision}; analysis restarts from zero weight`);
+      this.event('Normal', EventReason.Restarted, `revision ${pending} replaces ${revision}; analysis restarts from zero weight`, pending);
       return this.start(pending, results);
     }
     if (obs.commands.abort === revision) {
       this.effects.push({ type: 'clear-command', command: 'abort' });
-      return this.rollback('Aborted', 'aborted on request');
+      return this.rollback(RollbackCause.Aborted, 'aborted on request');
     }
 
     // A copy scaled to zero (after a rollback of the same revision) is not ready, whatever its status says.
@@ -355,14 +376,14 @@ class Machine {
     if (!copyReady || !obs.target.ready) {
       if (obs.now - started > a.progressDeadlineMs) {
         const what = !copyReady ? 'the canary copy' : 'the primary';
-        return this.rollback('ProgressDeadlineExceeded', `${what} did not become ready within ${a.progressDeadlineMs / 1000}s`);
+        return this.rollback(RollbackCause.ProgressDeadlineExceeded, `${what} did not become ready within ${a.progressDeadlineMs / 1000}s`);
       }
       this.status.message = !copyReady ? 'waiting for the canary copy to be ready' : 'waiting for the primary to be ready';
       return this.requeue(POLL_MS);
     }
     if (!results && !this.due()) return;
     if (a.skipAnalysis) {
-      this.event('Normal', 'AnalysisSkipped', 'spec.skipAnalysis is true: promoting without analysis');
+      this.event('Normal', EventReason.AnalysisSkipped, 'spec.skipAnalysis is true: promoting without analysis', revision);
       return this.beginPromotion();
     }
 
@@ -382,15 +403,15 @@ class Machine {
     this.recordMetrics(all);
 
     const rollbackGate = all.find((r) => r.gateType === 'rollback' && r.passed);
-    if (rollbackGate) return this.rollback('RollbackGate', `rollback gate ${rollbackGate.name} asked for a rollback`);
+    if (rollbackGate) return this.rollback(RollbackCause.RollbackGate, `rollback gate ${rollbackGate.name} asked for a rollback`);
 
     const analysed = all.filter((r) => r.gateType === undefined || r.gateType === 'pre-rollout' || r.gateType === 'rollout');
     const failed = analysed.filter((r) => !r.passed && !r.held);
     if (failed.length > 0) {
       this.status.failedChecks = (this.status.failedChecks ?? 0) + 1;
       const why = failed.map((r) => r.message).join('; ');
-      this.event('Warning', 'CheckFailed', `check failed (${this.status.failedChecks}/${a.threshold}): ${why}`);
-      if (this.status.failedChecks >= a.threshold) return this.rollback('FailedChecks', `${this.status.failedChecks} failed checks: ${why}`);
+      this.event('Warning', EventReason.CheckFailed, `check failed (${this.status.failedChecks}/${a.threshold}): ${why}`, revision);
+      if (this.status.failedChecks >= a.threshold) return this.rollback(RollbackCause.FailedChecks, `${this.status.failedChecks} failed checks: ${why}`);
       this.status.message = `check failed: ${why}`;
       return;
     }
@@ -398,7 +419,7 @@ class Machine {
     const held = analysed.filter((r) => r.held);
     if (held.length > 0) {
       this.status.message = `holding: ${held.map((r) => r.message).join('; ')}`;
-      this.event('Normal', 'Holding', this.status.message);
+      this.event('Normal', EventReason.Holding, this.status.message, revision);
       return;
     }
     const waiting = (type: WebhookType) => all.filter((r) => r.gateType === type && !r.passed);
@@ -414,13 +435,13 @@ class Machine {
     if (notConfirmed.length > 0) {
       if (this.status.phase !== 'WaitingPromotion') {
         this.setPhase('WaitingPromotion', `waiting for confirm-promotion: ${notConfirmed.map((r) => r.message).join('; ')}`);
-        this.event('Normal', 'WaitingPromotion', `${this.status.pendingRevision} passed analysis and waits for confirm-promotion`);
+        this.event('Normal', EventReason.WaitingPromotion, `${revision} passed analysis and waits for confirm-promotion`, revision);
       }
       return;
     }
     if (this.obs.commands.promote === this.status.pendingRevision) {
       this.effects.push({ type: 'clear-command', command: 'promote' });
-      this.event('Normal', 'PromoteRequested', `promoting ${this.status.pendingRevision} on request; remaining steps skipped`);
+      this.event('Normal', EventReason.PromoteRequested, `promoting ${revision} on request; remaining steps skipped`, revision);
     }
     this.beginPromotion();
   }
@@ -443,19 +464,19 @@ class Machine {
       this.status.canaryWeight = next;
       this.effects.push({ type: 'ensure-canary-copy', revision, weight: next }, { type: 'set-weight', weight: next, revision });
       this.setPhase('Progressing', `weight ${next}/${a.maxWeight}`);
-      this.event('Normal', 'WeightAdvanced', `advance ${revision} canary weight to ${next}`);
+      this.event('Normal', EventReason.WeightAdvanced, `advance ${revision} canary weight to ${next}`, revision);
       return;
     }
     const iterations = (this.status.iterations ?? 0) + 1;
     this.status.iterations = iterations;
     this.setPhase('Progressing', `iteration ${iterations}/${a.iterations}`);
-    this.event('Normal', 'Iteration', `${revision}: iteration ${iterations}/${a.iterations} passed`);
+    this.event('Normal', EventReason.Iteration, `${revision}: iteration ${iterations}/${a.iterations} passed`, revision);
   }
 
   private beginPromotion(): void {
     const revision = this.status.pendingRevision ?? '';
     this.setPhase('Promoting', `promoting ${revision} to the primary`);
-    this.event('Normal', 'Promoting', `copying revision ${revision} to the live object`);
+    this.event('Normal', EventReason.Promoting, `copying revision ${revision} to the live object`, revision);
     this.effects.push({ type: 'promote-target', revision });
     this.requeue(POLL_MS);
   }
@@ -475,38 +496,43 @@ class Machine {
     if (!target.ready) {
       const started = Date.parse(this.status.lastTransitionTime ?? '') || this.obs.now;
       if (this.obs.now - started > this.obs.analysis.progressDeadlineMs) {
-        // The promoted spec is live and cannot be undone by routing; say so loudly.
-        this.event('Warning', 'PrimaryNotReady', `the primary did not become ready with ${revision} within the progress deadline; the canary keeps serving`);
+        // The promoted spec is live and cannot be undone by routing; say so
+        // loudly, once: the message in the status records that it was said.
+        const late = `the primary did not become ready with ${revision} within the progress deadline; the canary keeps serving`;
+        if (this.status.message !== late) this.event('Warning', EventReason.PrimaryNotReady, late, revision);
+        this.status.message = late;
+      } else {
+        this.status.message = 'waiting for the primary to roll out the promoted spec';
       }
-      this.status.message = 'waiting for the primary to roll out the promoted spec';
       return this.requeue(POLL_MS);
     }
-    this.setPhase('Finalising', 'routing all traffic back to the primary');
     this.finalise();
   }
 
   private finalise(): void {
     const revision = this.status.pendingRevision ?? '';
     this.clearCommandsFor(revision);
-    this.effects.push({ type: 'set-weight', weight: 0, revision }, { type: 'scale-canary-to-zero' }, { type: 'run-gates', gateType: 'post-rollout' });
+    this.effects.push({ type: 'set-weight', weight: 0, revision }, { type: 'scale-canary-to-zero' });
+    this.postRollout = { revision };
     this.status.canaryWeight = 0;
     this.status.lastPromotedRevision = revision;
     delete this.status.pendingRevision;
     this.setPhase('Succeeded', `revision ${revision} promoted`);
-    this.setPromoted('True', 'Succeeded', `revision ${revision} promoted`);
-    this.event('Normal', 'Succeeded', `promotion of ${revision} completed`);
+    this.setPromoted('True', ConditionReason.Succeeded, `revision ${revision} promoted`);
+    this.event('Normal', EventReason.Succeeded, `promotion of ${revision} completed`, revision);
   }
 
-  private rollback(reason: string, why: string): void {
+  private rollback(cause: RollbackCause, why: string): void {
     const revision = this.status.pendingRevision ?? this.obs.target.pendingRevision ?? '';
     this.clearCommandsFor(revision);
-    this.effects.push({ type: 'set-weight', weight: 0, revision }, { type: 'scale-canary-to-zero' }, { type: 'run-gates', gateType: 'post-rollout' });
+    this.effects.push({ type: 'set-weight', weight: 0, revision }, { type: 'scale-canary-to-zero' });
+    this.postRollout = { revision };
     this.status.canaryWeight = 0;
     this.status.failedRevision = revision;
     delete this.status.pendingRevision;
     this.setPhase('Failed', `revision ${revision} rolled back: ${why}`);
-    this.setPromoted('False', reason, `revision ${revision} rolled back: ${why}`);
-    this.event('Warning', 'RolledBack', `rolling back ${revision}: ${why}`);
+    this.setPromoted('False', cause, `revision ${revision} rolled back: ${why}`);
+    this.event('Warning', EventReason.RolledBack, `rolling back ${revision}: ${why}`, revision, cause);
   }
 
   /** The pending revision was withdrawn (the user went back to the stable spec). */
@@ -517,8 +543,8 @@ class Machine {
     this.status.canaryWeight = 0;
     delete this.status.pendingRevision;
     this.setPhase('Initialized', `rollout of ${revision} cancelled: the pending revision was withdrawn`);
-    this.setPromoted('True', 'Cancelled', `the stable revision ${this.obs.target.liveRevision} is live`);
-    this.event('Normal', 'Cancelled', `pending revision ${revision} withdrawn; traffic back to the primary`);
+    this.setPromoted('True', ConditionReason.Cancelled, `the stable revision ${this.obs.target.liveRevision} is live`);
+    this.event('Normal', EventReason.Cancelled, `pending revision ${revision} withdrawn; traffic back to the primary`, revision);
   }
 
   /**
@@ -528,14 +554,15 @@ class Machine {
    */
   private noteBlockers(): boolean {
     const blockers = this.obs.blockers;
-    const current = this.status.conditions?.find((c) => c.type === 'NameTaken');
+    const current = this.status.conditions?.find((c) => c.type === ConditionType.NameTaken);
     if (blockers.length === 0) {
-      if (current?.status === 'True') this.setCondition('NameTaken', 'False', 'NamesFree', 'every name the Canary needs is free');
+      if (current?.status === 'True') this.setCondition(ConditionType.NameTaken, 'False', ConditionReason.NamesFree, 'every name the Canary needs is free');
       return false;
     }
     const message = blockers.join('; ');
-    if (current?.status !== 'True' || current.message !== message) this.event('Warning', 'NameTaken', message);
-    this.setCondition('NameTaken', 'True', 'NameTaken', message);
+    const revision = this.obs.target.pendingRevision ?? this.status.pendingRevision ?? this.obs.target.liveRevision;
+    if (current?.status !== 'True' || current.message !== message) this.event('Warning', EventReason.NameTaken, message, revision);
+    this.setCondition(ConditionType.NameTaken, 'True', ConditionReason.NameTaken, message);
     this.status.message = `held: ${message}`;
     this.requeue(10_000);
     return true;
@@ -548,8 +575,8 @@ class Machine {
     if (!promoted || live === promoted) return;
     this.status.lastPromotedRevision = live;
     this.status.bypassedRevision = live;
-    this.event('Warning', 'WebhookBypassed', `the live spec changed to ${live} without analysis (was ${promoted}): the admission webhook was bypassed or down`);
-    this.setCondition('Bypassed', 'True', 'LiveSpecChanged', `revision ${live} went live without analysis`);
+    this.event('Warning', EventReason.WebhookBypassed, `the live spec changed to ${live} without analysis (was ${promoted}): the admission webhook was bypassed or down`, live);
+    this.setCondition(ConditionType.Bypassed, 'True', ConditionReason.LiveSpecChanged, `revision ${live} went live without analysis`);
   }
 
   // ------------------------------------------------------------ helpers
@@ -590,11 +617,11 @@ class Machine {
     this.status.message = message;
   }
 
-  private setPromoted(status: Condition['status'], reason: string, message: string): void {
-    this.setCondition('Promoted', status, reason, message);
+  private setPromoted(status: Condition['status'], reason: ConditionReason, message: string): void {
+    this.setCondition(ConditionType.Promoted, status, reason, message);
   }
 
-  private setCondition(type: string, status: Condition['status'], reason: string, message: string): void {
+  private setCondition(type: ConditionType, status: Condition['status'], reason: ConditionReason, message: string): void {
     const conditions = [...(this.status.conditions ?? [])];
     const i = conditions.findIndex((c) => c.type === type);
     const prev = i >= 0 ? conditions[i] : undefined;
@@ -617,8 +644,8 @@ class Machine {
     this.status.metrics = [...byName.values()];
   }
 
-  private event(type: Event['type'], reason: string, message: string): void {
-    this.events.push({ type, reason, message });
+  private event(type: Event['type'], reason: EventReason, message: string, revision: string, cause?: RollbackCause): void {
+    this.events.push({ type, reason, message, revision, ...(cause ? { cause } : {}) });
   }
 }
 

@@ -1,23 +1,15 @@
-// Which of the reconciler's Kubernetes Events become alerts, and how loud.
-// The reasons are those transition.ts (and the controller) emit.
-//
-//   Started, Restarted        info   a rollout started (again, for a newer revision)
-//   Waiting, WaitingPromotion info   waiting at a gate (confirm-rollout / confirm-promotion)
-//   Succeeded                 info   promoted
-//   Cancelled                 info   the pending change was withdrawn
-//   CheckFailed               warn   a check failed (not yet the threshold)
-//   AnalysisSkipped           warn   promoted without analysis (spec.skipAnalysis)
-//   InvalidPendingRevision    warn   the held change could not be read
-//   RolledBack                error  with the failing checks, the progress deadline,
-//                                    the rollback gate or the abort command in the message
-//   WebhookBypassed           error  a change went live without analysis
-//   PrimaryNotReady           error  the promoted spec does not become ready
+// Which of the state machine's events become alerts, and how loud: one entry
+// per EventReason (the compiler insists on all of them), and for a rollback
+// one summary per RollbackCause, read from the event's typed cause.
 //
 // Routine steps (Initialized, WeightAdvanced, Iteration, Promoting, Holding,
 // PromoteRequested, Retry, Terminating) send nothing: an alert channel that
-// speaks every interval stops being read. Any other Warning is a warn.
+// speaks every interval stops being read. Waiting and PrimaryNotReady are
+// emitted once per wait / per promotion by the state machine, so they alert
+// once, not every sync.
 
 import type { AlertSeverity } from '../../core/api/types.js';
+import { type EventReason, type RollbackCause } from '../decide/reasons.js';
 
 export interface AlertEvent {
   severity: AlertSeverity;
@@ -29,42 +21,55 @@ export interface AlertEvent {
   metadata?: Record<string, string>;
 }
 
-export const QUIET_REASONS: ReadonlySet<string> = new Set(['Initialized', 'WeightAdvanced', 'Iteration', 'Promoting', 'Holding', 'PromoteRequested', 'Retry', 'Terminating']);
-
-/** The alert for an event, or undefined when the event is not worth one. */
-export function alertForEvent(reason: string, type: 'Normal' | 'Warning', message = ''): AlertEvent | undefined {
-  const say = (severity: AlertSeverity, what: string): AlertEvent => ({ severity, reason, message: message ? `${what}: ${message}` : what });
-  switch (reason) {
-    case 'Started':
-      return say('info', 'rollout started');
-    case 'Restarted':
-      return say('info', 'rollout restarted for a newer revision');
-    case 'Waiting':
-    case 'WaitingPromotion':
-      return say('info', 'waiting at a gate');
-    case 'Succeeded':
-      return say('info', 'promoted');
-    case 'Cancelled':
-      return say('info', 'rollout cancelled');
-    case 'CheckFailed':
-      return say('warn', 'check failed');
-    case 'AnalysisSkipped':
-      return say('warn', 'promoted without analysis');
-    case 'RolledBack':
-      return say('error', rollbackCause(message));
-    case 'WebhookBypassed':
-      return say('error', 'a change went live without analysis');
-    case 'PrimaryNotReady':
-      return say('error', 'the promoted revision is not becoming ready');
-  }
-  if (QUIET_REASONS.has(reason)) return undefined;
-  return type === 'Warning' ? say('warn', reason) : undefined;
+/** An event as the state machine emits it (reconciler/decide/transition.ts Event). */
+export interface AlertableEvent {
+  reason: EventReason;
+  message: string;
+  revision?: string;
+  cause?: RollbackCause;
 }
 
-function rollbackCause(message: string): string {
-  if (/ProgressDeadlineExceeded|did not become ready within/.test(message)) return 'rolled back: progress deadline exceeded';
-  if (/failed checks?/.test(message)) return 'rolled back: checks failed';
-  if (/rollback gate/.test(message)) return 'rolled back by a rollback gate';
-  if (/aborted/.test(message)) return 'rolled back: aborted on request';
-  return 'rolled back';
+type Rule = { severity: AlertSeverity; summary: string } | 'quiet';
+
+/** Every reason, alerted (with its severity and summary) or deliberately quiet. */
+export const ALERT_RULES: Readonly<Record<EventReason, Rule>> = {
+  Initialized: 'quiet',
+  Started: { severity: 'info', summary: 'rollout started' },
+  Restarted: { severity: 'info', summary: 'rollout restarted for a newer revision' },
+  Retry: 'quiet',
+  Waiting: { severity: 'info', summary: 'waiting at a gate' },
+  WaitingPromotion: { severity: 'info', summary: 'waiting at a gate' },
+  WeightAdvanced: 'quiet',
+  Iteration: 'quiet',
+  Holding: 'quiet',
+  CheckFailed: { severity: 'warn', summary: 'check failed' },
+  AnalysisSkipped: { severity: 'warn', summary: 'promoted without analysis' },
+  PromoteRequested: 'quiet',
+  Promoting: 'quiet',
+  PrimaryNotReady: { severity: 'error', summary: 'the promoted revision is not becoming ready' },
+  Succeeded: { severity: 'info', summary: 'promoted' },
+  RolledBack: { severity: 'error', summary: 'rolled back' },
+  Cancelled: { severity: 'info', summary: 'rollout cancelled' },
+  WebhookBypassed: { severity: 'error', summary: 'a change went live without analysis' },
+  Terminating: 'quiet',
+  NameTaken: { severity: 'warn', summary: 'a name the Canary needs is taken' },
+};
+
+/** How a rollback alert opens, by its cause. */
+export const ROLLBACK_SUMMARIES: Readonly<Record<RollbackCause, string>> = {
+  FailedChecks: 'rolled back: checks failed',
+  ProgressDeadlineExceeded: 'rolled back: progress deadline exceeded',
+  RollbackGate: 'rolled back by a rollback gate',
+  Aborted: 'rolled back: aborted on request',
+};
+
+/** The alert for an event, or undefined when the event is not worth one. */
+export function alertForEvent(e: AlertableEvent): AlertEvent | undefined {
+  const rule = ALERT_RULES[e.reason];
+  if (rule === undefined || rule === 'quiet') return undefined;
+  const summary = e.cause ? ROLLBACK_SUMMARIES[e.cause] : rule.summary;
+  const alert: AlertEvent = { severity: rule.severity, reason: e.reason, message: e.message ? `${summary}: ${e.message}` : summary };
+  if (e.revision !== undefined) alert.revision = e.revision;
+  if (e.cause) alert.metadata = { cause: e.cause };
+  return alert;
 }

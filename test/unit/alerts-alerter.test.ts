@@ -3,15 +3,13 @@
 // plus the mapping from the reconciler's event reasons to alerts.
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { AlertProvider, AlertSeverity, Canary, CanaryAlert } from '../../core/api/types.js';
 import { Registry } from '../../core/metrics.js';
 import { admits, Alerter, type AlertLookups } from '../../reconciler/notify/alerts.js';
-import { alertForEvent, QUIET_REASONS } from '../../reconciler/notify/events.js';
+import { ALERT_RULES, alertForEvent } from '../../reconciler/notify/events.js';
+import { EVENT_REASONS, EventReason, ROLLBACK_CAUSES, type RollbackCause } from '../../reconciler/decide/reasons.js';
 
 async function receiver(answer: (n: number) => number | 'hang'): Promise<{ base: string; hits: () => number; close(): Promise<void> }> {
   let hits = 0;
@@ -219,35 +217,50 @@ describe('alerts/alerter', function () {
 
 describe('alerts/alertForEvent', () => {
   it('maps the reconciler\'s reasons to severities and messages', () => {
-    assert.deepEqual(alertForEvent('Started', 'Normal', 'new revision abc detected; starting canary analysis'), {
+    assert.deepEqual(alertForEvent({ reason: EventReason.Started, message: 'new revision abc detected; starting canary analysis', revision: 'abc' }), {
       severity: 'info',
       reason: 'Started',
       message: 'rollout started: new revision abc detected; starting canary analysis',
+      revision: 'abc',
     });
-    assert.equal(alertForEvent('Succeeded', 'Normal', 'promotion of abc completed')?.message, 'promoted: promotion of abc completed');
-    assert.equal(alertForEvent('Waiting', 'Normal', 'x')?.message, 'waiting at a gate: x');
-    assert.equal(alertForEvent('WaitingPromotion', 'Normal', 'x')?.severity, 'info');
-    assert.equal(alertForEvent('CheckFailed', 'Warning', 'check failed (1/5): metric m: ...')?.severity, 'warn');
-    assert.equal(alertForEvent('WebhookBypassed', 'Warning', 'the live spec changed')?.severity, 'error');
-    const failed = alertForEvent('RolledBack', 'Warning', 'rolling back abc: 5 failed checks: metric error-rate (prometheus): 7 is above the maximum 1');
-    assert.equal(failed?.severity, 'error');
-    assert.match(failed!.message, /^rolled back: checks failed: rolling back abc: 5 failed checks: metric error-rate \(prometheus\): 7 is above the maximum 1$/);
-    assert.match(alertForEvent('RolledBack', 'Warning', 'rolling back abc: the canary copy did not become ready within 600s')!.message, /^rolled back: progress deadline exceeded/);
-    assert.match(alertForEvent('RolledBack', 'Warning', 'ProgressDeadlineExceeded: x')!.message, /^rolled back: progress deadline exceeded/);
-    assert.match(alertForEvent('RolledBack', 'Warning', 'rolling back abc: rollback gate g asked for a rollback')!.message, /^rolled back by a rollback gate/);
-    assert.match(alertForEvent('RolledBack', 'Warning', 'rolling back abc: aborted on request')!.message, /^rolled back: aborted on request/);
-    assert.equal(alertForEvent('WeightAdvanced', 'Normal', 'advance'), undefined);
-    assert.equal(alertForEvent('SomethingNew', 'Normal', 'x'), undefined);
-    assert.deepEqual(alertForEvent('SomethingNew', 'Warning', 'x'), { severity: 'warn', reason: 'SomethingNew', message: 'SomethingNew: x' });
+    assert.equal(alertForEvent({ reason: EventReason.Succeeded, message: 'promotion of abc completed' })?.message, 'promoted: promotion of abc completed');
+    assert.equal(alertForEvent({ reason: EventReason.Waiting, message: 'x' })?.message, 'waiting at a gate: x');
+    assert.equal(alertForEvent({ reason: EventReason.WaitingPromotion, message: 'x' })?.severity, 'info');
+    assert.equal(alertForEvent({ reason: EventReason.CheckFailed, message: 'check failed (1/5): metric m: ...' })?.severity, 'warn');
+    assert.equal(alertForEvent({ reason: EventReason.WebhookBypassed, message: 'the live spec changed' })?.severity, 'error');
+    assert.equal(alertForEvent({ reason: EventReason.PrimaryNotReady, message: 'x' })?.severity, 'error');
+    assert.equal(alertForEvent({ reason: EventReason.WeightAdvanced, message: 'advance' }), undefined);
   });
 
-  it('every reason transition.ts emits is either alerted or deliberately quiet', () => {
-    const source = readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../reconciler/decide/transition.ts'), 'utf8');
-    const reasons = [...source.matchAll(/this\.event\('(Normal|Warning)', '([A-Za-z]+)'/g)].map((m) => [m[1] as 'Normal' | 'Warning', m[2]!] as const);
-    assert.ok(reasons.length >= 10, `found only ${reasons.length} event reasons in transition.ts`);
-    for (const [type, reason] of reasons) {
-      assert.ok(alertForEvent(reason, type, 'm') !== undefined || QUIET_REASONS.has(reason), `reason ${reason} (${type}) is neither alerted nor quiet`);
+  it('says why a revision was rolled back from the event\'s cause, whatever its message says', () => {
+    const want: Record<RollbackCause, string> = {
+      FailedChecks: 'rolled back: checks failed',
+      ProgressDeadlineExceeded: 'rolled back: progress deadline exceeded',
+      RollbackGate: 'rolled back by a rollback gate',
+      Aborted: 'rolled back: aborted on request',
+    };
+    for (const cause of ROLLBACK_CAUSES) {
+      // A message that names another cause (a metric called "rollback-gate-latency", say) changes nothing.
+      const message = 'rolling back abc: metric rollback-gate-latency did not become ready within 5s; aborted on request';
+      const a = alertForEvent({ reason: EventReason.RolledBack, message, revision: 'abc', cause });
+      assert.equal(a?.severity, 'error');
+      assert.equal(a?.message, `${want[cause]}: ${message}`, cause);
+      assert.deepEqual(a?.metadata, { cause });
     }
-    assert.ok(source.includes("this.rollback('ProgressDeadlineExceeded', `${what} did not become ready within"), 'the deadline message format changed');
+    assert.equal(new Set(ROLLBACK_CAUSES.map((cause) => alertForEvent({ reason: EventReason.RolledBack, message: '', cause })?.message)).size, ROLLBACK_CAUSES.length);
+  });
+
+  it('every event reason is either alerted or deliberately quiet, and the routine steps are quiet', () => {
+    assert.ok(EVENT_REASONS.length >= 15);
+    const quiet: string[] = [];
+    for (const reason of EVENT_REASONS) {
+      const rule = ALERT_RULES[reason];
+      assert.ok(rule === 'quiet' || (rule && ['info', 'warn', 'error'].includes(rule.severity) && rule.summary), `reason ${reason} has no alert rule`);
+      const alert = alertForEvent({ reason, message: 'm', revision: 'r' });
+      assert.equal(alert === undefined, rule === 'quiet', reason);
+      if (alert) assert.deepEqual([alert.reason, alert.revision], [reason, 'r']);
+      else quiet.push(reason);
+    }
+    assert.deepEqual(quiet.sort(), ['Holding', 'Initialized', 'Iteration', 'PromoteRequested', 'Promoting', 'Retry', 'Terminating', 'WeightAdvanced']);
   });
 });

@@ -58,7 +58,7 @@ function context(deployments: k8s.V1Deployment[]) {
   return { ctx, calls, api };
 }
 
-const hooks = (over: Partial<EffectHooks> = {}): EffectHooks => ({ runPostRollout: async () => {}, assertLeader: () => {}, ...over });
+const hooks = (over: Partial<EffectHooks> = {}): EffectHooks => ({ assertLeader: () => {}, ...over });
 
 describe('effects: objects canary-gate does not own', () => {
   it("scaling the copy to zero never deletes a user's own HPA of the copy's name; one the Canary owns goes", async () => {

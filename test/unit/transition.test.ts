@@ -18,6 +18,7 @@ import {
   type CheckResult,
   type Commands,
   type Effect,
+  type Event,
   type Observed,
   type RolloutStatus,
   type TargetView,
@@ -792,7 +793,7 @@ describe('transition: the rollout state machine', () => {
       assert.equal(t.status.canaryWeight, 0);
       assert.deepEqual(effect(t, 'set-weight'), { type: 'set-weight', weight: 0, revision: NEXT });
       assert.ok(types(t).includes('scale-canary-to-zero'));
-      assert.deepEqual(effect(t, 'run-gates'), { type: 'run-gates', gateType: 'post-rollout' });
+      assert.deepEqual(t.postRollout, { revision: NEXT }, 'post-rollout gates are told about the promoted revision');
       assert.deepEqual(promoted(t), { status: 'True', reason: 'Succeeded' });
       assert.ok(reasons(t).includes('Succeeded'));
 
@@ -873,6 +874,76 @@ describe('transition: the rollout state machine', () => {
   });
 
   // ---------------------------------------------------------------- crash-resume property
+
+  describe('what a step tells (events, alerts, webhooks)', () => {
+    it('announces a confirm-rollout wait once, however many intervals it lasts; a new revision is a new wait', () => {
+      const analysis: CanaryAnalysis = { interval: '30s', webhooks: [hook('confirm-rollout')] };
+      const waits: string[] = [];
+      let status = initialized();
+      for (let i = 0; i < 5; i++) {
+        const t = reconcile(observed({ analysis, status, target: { pendingRevision: NEXT }, now: T0 + i * 30 * SEC }), answer({ 'confirm-rollout': gate('confirm-rollout', false, 'change freeze') }));
+        assert.equal(t.status.phase, 'Waiting');
+        assert.equal(t.asked?.gates[0], 'confirm-rollout', `interval ${i}: the gate is asked again`);
+        waits.push(...t.events.filter((e) => e.reason === 'Waiting').map((e) => e.revision));
+        status = t.status;
+      }
+      assert.deepEqual(waits, [NEXT], 'one Waiting for five intervals of waiting');
+
+      const newer = reconcile(observed({ analysis, status, target: { pendingRevision: NEWER }, now: T0 + 5 * 30 * SEC }), answer({ 'confirm-rollout': gate('confirm-rollout', false, 'change freeze') }));
+      assert.deepEqual(newer.events.map((e) => [e.reason, e.revision]), [['Waiting', NEWER]]);
+    });
+
+    it('warns once that the promoted primary is not becoming ready, not on every sync', () => {
+      const promoting = running({ phase: 'Promoting', canaryWeight: 50, lastStepTime: iso(T0), lastTransitionTime: iso(T0) });
+      const b: Build = { spec: { progressDeadlineSeconds: 60 }, target: { liveRevision: NEXT, ready: false }, copy: readyCopy() };
+      const early = transition(observed({ ...b, status: promoting, now: T0 + 30 * SEC }));
+      assert.deepEqual(early.events, []);
+      let status = early.status;
+      const warnings: Event[] = [];
+      let writes = 0;
+      for (let i = 0; i < 10; i++) {
+        const t = transition(observed({ ...b, status, now: T0 + 61 * SEC + i * 2 * SEC }));
+        assert.equal(t.status.phase, 'Promoting');
+        warnings.push(...t.events.filter((e) => e.reason === 'PrimaryNotReady'));
+        if (JSON.stringify(t.status) !== JSON.stringify(status)) writes++;
+        status = t.status;
+      }
+      assert.deepEqual(warnings.map((e) => [e.type, e.revision]), [['Warning', NEXT]]);
+      assert.equal(writes, 1, 'one status write records that it was said');
+      assert.match(status.message ?? '', /did not become ready/);
+
+      const ready = transition(observed({ ...b, target: { liveRevision: NEXT, ready: true }, status, now: T0 + 2 * MIN }));
+      assert.equal(ready.status.phase, 'Succeeded');
+    });
+
+    it('names the rolled-back revision and the typed cause of every rollback; post-rollout is about that revision', () => {
+      const rollout: CanaryAnalysis = { threshold: 1, webhooks: [hook('rollback'), hook('rollout')] };
+      const cases: Array<[string, Transition]> = [
+        ['FailedChecks', reconcile(progressing({ analysis: rollout }), answer({ rollout: gate('rollout', false) }))],
+        ['RollbackGate', reconcile(progressing({ analysis: rollout }), answer({ rollback: gate('rollback', true) }))],
+        ['ProgressDeadlineExceeded', transition(progressing({ spec: { progressDeadlineSeconds: 60 }, copy: { ready: false }, now: T0 + 2 * MIN }))],
+        ['Aborted', transition(progressing({ commands: { abort: NEXT } }))],
+      ];
+      for (const [cause, t] of cases) {
+        assert.equal(t.status.phase, 'Failed', cause);
+        const rolledBack = t.events.filter((e) => e.reason === 'RolledBack');
+        assert.deepEqual(rolledBack.map((e) => [e.type, e.revision, e.cause]), [['Warning', NEXT, cause]], cause);
+        assert.deepEqual(t.postRollout, { revision: NEXT }, cause);
+        for (const e of t.events) assert.equal(e.revision, NEXT, `${cause}: ${e.reason}`);
+      }
+    });
+
+    it('names the withdrawn revision when a run is cancelled (no post-rollout), the promoted one when it succeeds', () => {
+      const cancelled = transition(progressing({ target: { pendingRevision: undefined }, status: { canaryWeight: 30 } }));
+      assert.deepEqual(cancelled.events.map((e) => [e.reason, e.revision]), [['Cancelled', NEXT]]);
+      assert.equal(cancelled.postRollout, undefined);
+
+      const promoted = transition(observed({ status: running({ phase: 'Promoting', canaryWeight: 50 }), target: { liveRevision: NEXT, ready: true }, copy: readyCopy(), now: T0 + 30 * SEC }));
+      assert.deepEqual(promoted.events.map((e) => [e.reason, e.revision]), [['Succeeded', NEXT]]);
+      assert.deepEqual(promoted.postRollout, { revision: NEXT });
+      assert.equal(promoted.status.phase, 'Succeeded', 'straight from Promoting: no phase in between');
+    });
+  });
 
   describe('crash-resume (randomised)', () => {
 
@@ -1030,6 +1101,10 @@ describe('transition: the rollout state machine', () => {
       crashes: number;
       /** Failed check rounds the machine processed, per revision and run. */
       failedRounds: Map<string, number>;
+      /** Events told after a status write that landed, in order. */
+      told: Event[];
+      /** Revisions whose post-rollout gates were called, in order. */
+      postRollouts: string[];
     }
 
     function simulate(seed: number): RunReport {
@@ -1037,6 +1112,8 @@ describe('transition: the rollout state machine', () => {
       const sc = scenario(rng);
       const world = new World(sc.spec);
       const failedRounds = new Map<string, number>();
+      const told: Event[] = [];
+      const postRollouts: string[] = [];
       let runKey = '';
       let calls = 0;
       let crashes = 0;
@@ -1076,7 +1153,15 @@ describe('transition: the rollout state machine', () => {
           t = transition(obs, results);
         }
 
-        // the returned status is what a restarted process will read back
+        // the returned status is what a restarted process will read back;
+        // what the step tells goes out once that write landed (nothing when
+        // the status is unchanged: the reconciler writes nothing then)
+        const changed = JSON.stringify(obs.status) !== JSON.stringify(t.status);
+        assert.ok(changed || (t.events.length === 0 && !t.postRollout), `seed ${seed}: ${t.events.map((e) => e.reason)} told without a status change`);
+        if (changed) {
+          told.push(...t.events);
+          if (t.postRollout) postRollouts.push(t.postRollout.revision);
+        }
         world.status = structuredClone(t.status);
         if (t.status.pendingRevision) runKey = `${t.status.pendingRevision}@${t.status.progressStartedAt}`;
         if (roundFailed && first.checks && t.status.lastStepTime === iso(obs.now)) {
@@ -1113,13 +1198,14 @@ describe('transition: the rollout state machine', () => {
         const due = t.requeueAt ?? world.now + MIN;
         world.now = rng.chance(0.2) ? world.now + 1 + rng.int(Math.max(1, due - world.now)) : Math.max(due, world.now + 1);
       }
-      return { world, calls, crashes, failedRounds };
+      return { world, calls, crashes, failedRounds, told, postRollouts };
     }
 
     const baseSeed = process.env.TRANSITION_SEED ? Number(process.env.TRANSITION_SEED) : Math.floor(Math.random() * 2 ** 31);
     const RUNS = process.env.TRANSITION_SEED ? 1 : 400;
 
-    it(`always ends Succeeded with the newest revision live, or Failed with the live revision untouched, however often the process is killed (seed ${baseSeed})`, () => {
+    it(`always ends Succeeded with the newest revision live, or Failed with the live revision untouched, however often the process is killed (seed ${baseSeed})`, function () {
+      this.timeout(20_000); // 400 simulated rollouts: about a second, several on a loaded machine
       let succeeded = 0;
       let failed = 0;
       let crashes = 0;
@@ -1127,7 +1213,7 @@ describe('transition: the rollout state machine', () => {
         const seed = baseSeed + i;
         const rng = new Rng(seed);
         const sc = scenario(rng);
-        const { world, calls, crashes: c } = simulate(seed);
+        const { world, calls, crashes: c, told, postRollouts } = simulate(seed);
         crashes += c;
         const ctx = `seed ${seed} (${sc.outcome}, ${sc.spec.provider}, pushes ${sc.pushes.map((p) => p.revision)}; phase ${world.status.phase}, ${calls} calls)`;
         assert.ok(calls <= 3000, `${ctx}: never settled`);
@@ -1150,6 +1236,13 @@ describe('transition: the rollout state machine', () => {
           assert.equal(world.status.failedRevision, world.target.pendingRevision, ctx);
         }
         for (const r of world.promotions) assert.ok(sc.pushes.some((p) => p.revision === r), ctx);
+        // told once per run however often the process was killed: one Succeeded per promotion,
+        // one post-rollout per finished run, each about the revision of that run
+        assert.deepEqual(told.filter((e) => e.reason === 'Succeeded').map((e) => e.revision), world.promotions, `${ctx}: Succeeded told`);
+        const ends = told.filter((e) => e.reason === 'Succeeded' || e.reason === 'RolledBack');
+        assert.deepEqual(postRollouts, ends.map((e) => e.revision), `${ctx}: post-rollout calls`);
+        if (world.status.phase === 'Failed') assert.equal(ends[ends.length - 1]?.revision, world.status.failedRevision, ctx);
+        for (const e of told) assert.ok(e.revision, `${ctx}: ${e.reason} names no revision`);
         // whatever a crash lost, traffic ends on the primary and the canary holds no Pods
         assert.equal(world.routed(), 0, `${ctx}: routed weight`);
         assert.ok(!world.copy.exists || world.copy.replicas === 0, `${ctx}: canary copy still has ${world.copy.replicas} replicas`);

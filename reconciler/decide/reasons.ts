@@ -1,0 +1,101 @@
+// The reasons the reconciler gives, as named constants: the reasons of the
+// Kubernetes Events (and of the alerts and `event` webhooks made from them),
+// why a run was rolled back, and the reasons of the Canary's conditions.
+// Everything downstream (alerts, payloads, metrics, tests) switches on these
+// constants; nothing parses a message back.
+
+/** Why the state machine emitted an event. One event per step that changes something. */
+export const EventReason = {
+  /** The target was adopted; its live revision is the promoted one. */
+  Initialized: 'Initialized',
+  /** A run of a new pending revision started. */
+  Started: 'Started',
+  /** A newer revision replaced the one being analysed; the run starts again. */
+  Restarted: 'Restarted',
+  /** A failed revision is started again (`canary-gate retry`). */
+  Retry: 'Retry',
+  /** A pending revision waits for its confirm-rollout gate (once per wait). */
+  Waiting: 'Waiting',
+  /** The run passed analysis and waits for its confirm-promotion gate (once per wait). */
+  WaitingPromotion: 'WaitingPromotion',
+  /** One weight step forward (canary strategy). */
+  WeightAdvanced: 'WeightAdvanced',
+  /** One iteration passed (blue/green, A/B). */
+  Iteration: 'Iteration',
+  /** A metric without data and policy "hold": the step neither advances nor fails. */
+  Holding: 'Holding',
+  /** A check failed; the run goes on until the threshold. */
+  CheckFailed: 'CheckFailed',
+  /** spec.skipAnalysis: promoted without analysis. */
+  AnalysisSkipped: 'AnalysisSkipped',
+  /** `canary-gate promote`: the remaining steps are skipped. */
+  PromoteRequested: 'PromoteRequested',
+  /** The promotion write is being made. */
+  Promoting: 'Promoting',
+  /** The promoted spec did not become ready within the progress deadline (once per promotion). */
+  PrimaryNotReady: 'PrimaryNotReady',
+  /** The revision was promoted; traffic is back on the primary. */
+  Succeeded: 'Succeeded',
+  /** The revision was rolled back; the event carries a RollbackCause. */
+  RolledBack: 'RolledBack',
+  /** The pending revision was withdrawn; the run stopped. */
+  Cancelled: 'Cancelled',
+  /** The live spec changed without a pending revision (the webhook was bypassed or down). */
+  WebhookBypassed: 'WebhookBypassed',
+  /** The Canary is being deleted. */
+  Terminating: 'Terminating',
+  /** A name the Canary needs (its copy, a router's object) is held by an object canary-gate did not create. */
+  NameTaken: 'NameTaken',
+} as const;
+export type EventReason = (typeof EventReason)[keyof typeof EventReason];
+
+export const EVENT_REASONS: readonly EventReason[] = Object.values(EventReason);
+
+/** Why a revision was rolled back. Also the reason of the Promoted=False condition. */
+export const RollbackCause = {
+  /** `threshold` failed checks. */
+  FailedChecks: 'FailedChecks',
+  /** The canary copy (or the primary) did not become ready within progressDeadlineSeconds. */
+  ProgressDeadlineExceeded: 'ProgressDeadlineExceeded',
+  /** A rollback gate asked for it. */
+  RollbackGate: 'RollbackGate',
+  /** `canary-gate abort`. */
+  Aborted: 'Aborted',
+} as const;
+export type RollbackCause = (typeof RollbackCause)[keyof typeof RollbackCause];
+
+export const ROLLBACK_CAUSES: readonly RollbackCause[] = Object.values(RollbackCause);
+
+/** Reasons of Events the controller records itself, outside the state machine. They are never alerted. */
+export const ControllerReason = {
+  /** The pending-spec annotation could not be read. */
+  InvalidPendingRevision: 'InvalidPendingRevision',
+  /** The API server refused a write of an effect (422). */
+  Invalid: 'Invalid',
+} as const;
+export type ControllerReason = (typeof ControllerReason)[keyof typeof ControllerReason];
+
+/** Condition types the reconciler sets on a Canary. */
+export const ConditionType = {
+  /** True when the live spec is the promoted one; `kubectl wait --for=condition=Promoted`. */
+  Promoted: 'Promoted',
+  /** True once a revision went live without analysis. */
+  Bypassed: 'Bypassed',
+  /** True while a name the Canary needs is held by an object canary-gate did not create: no run starts or advances. */
+  NameTaken: 'NameTaken',
+} as const;
+export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
+
+/** Reasons of the Canary's conditions (Promoted=False carries the RollbackCause). */
+export const ConditionReason = {
+  Initialized: 'Initialized',
+  Waiting: 'Waiting',
+  Progressing: 'Progressing',
+  Succeeded: 'Succeeded',
+  Cancelled: 'Cancelled',
+  LiveSpecChanged: 'LiveSpecChanged',
+  NameTaken: 'NameTaken',
+  NamesFree: 'NamesFree',
+  ...RollbackCause,
+} as const;
+export type ConditionReason = (typeof ConditionReason)[keyof typeof ConditionReason];
