@@ -237,6 +237,13 @@ class Machine {
     // The router's objects are made once every name they need is free.
     if (this.obs.blockers.length === 0) this.effects.push({ type: 'ensure-router' });
     const first = !this.status.phase || this.status.phase === 'Initializing';
+    if (first && !this.obs.target.managed) {
+      // Initialized is reported only once the label is seen on the target:
+      // from then on the webhook holds every change, so a user (or a test)
+      // who waits for it and then applies is always canaried.
+      this.setPhase('Initializing', 'adopting the target: labelling it managed');
+      return this.requeue(POLL_MS);
+    }
     if (first) {
       this.status.lastPromotedRevision = this.obs.target.liveRevision;
       const live = this.obs.target.liveRevision;

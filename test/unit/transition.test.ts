@@ -182,14 +182,18 @@ function promoted(t: Transition): Pick<Condition, 'status' | 'reason'> | undefin
 
 describe('transition: the rollout state machine', () => {
   describe('initialization', () => {
-    it('adopts the target of a new Canary and records the live revision as promoted', () => {
+    it('adopts the target of a new Canary, and reports Initialized (live revision promoted) only once the label is seen', () => {
       const t = transition(observed({ status: {}, target: { managed: false } }));
-      assert.equal(t.status.phase, 'Initialized');
+      assert.equal(t.status.phase, 'Initializing', 'not Initialized before the webhook can hold a change');
       assert.deepEqual(types(t), ['add-finalizer', 'adopt-target', 'ensure-router']);
-      assert.equal(t.status.lastPromotedRevision, LIVE);
-      assert.deepEqual(promoted(t), { status: 'True', reason: 'Initialized' });
-      assert.deepEqual(reasons(t), ['Initialized']);
-      assert.equal(t.status.observedGeneration, 1);
+      assert.deepEqual(reasons(t), []);
+      assert.ok(t.requeueAt !== undefined && t.requeueAt - T0 <= 5 * SEC, 'looks again soon');
+      const seen = transition(observed({ status: t.status, target: { managed: true }, now: T0 + SEC }));
+      assert.equal(seen.status.phase, 'Initialized');
+      assert.equal(seen.status.lastPromotedRevision, LIVE);
+      assert.deepEqual(promoted(seen), { status: 'True', reason: 'Initialized' });
+      assert.deepEqual(reasons(seen), ['Initialized']);
+      assert.equal(seen.status.observedGeneration, 1);
     });
 
     it('waits for the target when it does not exist yet', () => {
