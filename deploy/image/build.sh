@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# `make image`: builds deploy/Dockerfile into the local image store as
+# canary-gate:<package.json version>, without Docker and without pulling:
+#   1. installs podman, buildah, runc and mmdebstrap with apt when missing;
+#   2. makes (once) the local Node.js base image (base.sh);
+#   3. podman build with that base as NODE_IMAGE (layers are cached, so a
+#      warm build only recompiles what changed).
+# Each step prints its time. NODE_IMAGE=node:20-slim uses a public base instead.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+log() { echo "[image] $*" >&2; }
+step() { # description, then the command; prints how long it took
+  local what=$1 t0
+  shift
+  t0=$(date +%s)
+  "$@"
+  log "$what: $(( $(date +%s) - t0 ))s"
+}
+
+install_tools() {
+  local missing=()
+  command -v podman >/dev/null || missing+=(podman)
+  command -v buildah >/dev/null || missing+=(buildah)
+  command -v runc >/dev/null || missing+=(runc)
+  command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]} from Debian's packages"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq -o DPkg::Lock::Timeout=300 >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq -o DPkg::Lock::Timeout=300 \
+    --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+version=$(node -p 'require(process.argv[1]).version' "$root/package.json")
+tag=${CANARY_GATE_IMAGE:-canary-gate:$version}
+t_all=$(date +%s)
+step "tools (podman, buildah, runc, mmdebstrap)" install_tools
+base=${NODE_IMAGE:-}
+if [ -z "$base" ]; then
+  t0=$(date +%s)
+  base=$("$here/base.sh")
+  log "base image $base: $(( $(date +%s) - t0 ))s"
+fi
+# A locally made base is in the store already; a public one may be pulled.
+pull=(--pull=never)
+[ -n "${NODE_IMAGE:-}" ] && pull=()
+# npm inside the build trusts the same extra CAs as this machine's Node.
+secret=()
+[ -r "${NODE_EXTRA_CA_CERTS:-}" ] && secret=(--secret "id=node_extra_ca,src=$NODE_EXTRA_CA_CERTS")
+build() {
+  "$here/podman.sh" build --layers "${pull[@]}" "${secret[@]}" \
+    --build-arg "NODE_IMAGE=$base" \
+    --label "org.opencontainers.image.version=$version" \
+    -f "$root/deploy/Dockerfile" -t "$tag" "$root"
+}
+step "podman build $tag from $base" build
+log "$tag built in $(( $(date +%s) - t_all ))s ($("$here/podman.sh" image inspect --format '{{.Size}}' "$tag" | awk '{printf "%d MB", $1/1e6}'))"
