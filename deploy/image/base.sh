@@ -44,7 +44,7 @@ mmdebstrap --quiet --variant=minbase --include=ca-certificates \
   --customize-hook='if chroot "$1" ldd /usr/local/bin/node | grep "not found"; then echo "node needs libraries the base lacks" >&2; exit 1; fi' \
   --customize-hook='chroot "$1" node --version >/dev/null' \
   bookworm - |
-  "${podman[@]}" import \
+  "${podman[@]}" import --quiet \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'CMD ["node"]' \
     --message "Debian bookworm minbase with node $node_version" \

@@ -19,11 +19,10 @@ step() { # description, then the command; prints how long it took
 }
 
 install_tools() {
-  local missing=()
-  command -v podman >/dev/null || missing+=(podman)
-  command -v buildah >/dev/null || missing+=(buildah)
-  command -v runc >/dev/null || missing+=(runc)
-  command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+  local missing=() p
+  for p in podman buildah runc mmdebstrap; do
+    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing ${missing[*]} from Debian's packages"
   local sudo=""
