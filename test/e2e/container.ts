@@ -51,6 +51,8 @@ export class Container {
     const flags = [
       '--detach', '--name', this.name,
       '--label', 'canarygate.dev/e2e=true',
+      // Should the test process die before its after() hook, the container still ends by itself.
+      '--timeout', '900',
       '--user', '65532:65532',
       // As the manifests: the root filesystem read-only, /tmp an emptyDir.
       '--read-only', '--read-only-tmpfs=false', '--tmpfs', '/tmp:rw,size=64m,mode=1777',
