@@ -29,6 +29,9 @@ if "${podman[@]}" image exists "$image"; then
   exit 0
 fi
 
+for tool in mmdebstrap podman; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing: make image (deploy/image/build.sh) installs it" >&2; exit 1; }
+done
 t0=$(date +%s)
 log "making $image: Debian bookworm (minbase) from Debian's packages, node $node_version and npm $("$node_bin" "$npm_dir/bin/npm-cli.js" --version) from this machine"
 # The copied binary must find every library it links in the new root: the
