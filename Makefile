@@ -4,7 +4,7 @@ SHELL := /bin/bash
 NPM ?= npm
 MOCHA := node_modules/.bin/mocha
 
-.PHONY: help deps build test test-unit test-e2e bench demo demo-rollback deploy cluster-up cluster-down cluster-build manifests clean
+.PHONY: help deps build image test test-unit test-e2e bench demo demo-rollback deploy cluster-up cluster-down cluster-build manifests clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -24,7 +24,10 @@ test-unit: build ## Fast tests: no cluster needed
 cluster-build: ## Build (once, cached outside the repo) the control-plane binaries
 	test/cluster/build.sh >/dev/null
 
-test-e2e: build cluster-build ## End-to-end tests against the real local control plane
+image: ## Build the image canary-gate:<version> into the local image store (podman, no Docker, no pulls)
+	deploy/image/build.sh
+
+test-e2e: build cluster-build image ## End-to-end tests against the real local control plane (and the built image)
 	$(MOCHA) --config test/e2e/.mocharc.json
 
 test: test-unit test-e2e ## All tests: unit, then end to end (builds Kubernetes on first run)

@@ -5,6 +5,7 @@
 
 import path from 'node:path';
 import { clusterDown, clusterUp, kubectl, kubectlOk, repoRoot } from './cluster.js';
+import { IMAGE_NAMESPACE_LABEL } from './container.js';
 import { DEMO_NAMESPACE_LABEL, RECONCILER_USER, reconcilerRbacForUser, startWebhook, type RunningWebhook } from './webhook-process.js';
 
 let webhook: RunningWebhook | undefined;
@@ -34,6 +35,7 @@ export async function mochaGlobalSetup(): Promise<void> {
     namespaceExpressions: [
       { key: DEMO_NAMESPACE_LABEL, operator: 'DoesNotExist' },
       { key: 'canarygate.dev/bench', operator: 'DoesNotExist' },
+      { key: IMAGE_NAMESPACE_LABEL, operator: 'DoesNotExist' },
     ],
   });
   process.env.CANARY_GATE_E2E_WEBHOOK_PORT = String(webhook.port);
