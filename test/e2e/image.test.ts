@@ -11,7 +11,7 @@ import { chmodSync, chownSync, copyFileSync, mkdirSync, readFileSync, rmSync, wr
 import https from 'node:https';
 import path from 'node:path';
 import { generateCertificates } from '../../certs/generate.js';
-import { MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, PENDING_REVISION } from '../../core/annotations.js';
+import { MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, PENDING_REVISION } from '../../core/contract.js';
 import type { Canary } from '../../core/api/types.js';
 import { IMAGE, webhookConfiguration } from '../../deploy/manifests.js';
 import { applyAsUser as applyJson, clusterDir, getObject as get, kubectl, kubectlOk } from './cluster.js';
