@@ -1,33 +1,34 @@
 // The reconciler: informers feed a work queue keyed by the Canary's
-// namespace/name; one sync reads the caches, asks the pure state machine
-// (transition.ts) for the next step, runs the checks it asks for, writes the
-// status (intent first) and then applies the effects.
+// namespace/name; one sync builds one context from the caches
+// (observe/context.ts), asks the pure state machine (decide/transition.ts)
+// for the next step, runs the checks it asks for, writes the status (intent
+// first), sends the step's notifications once (notify/notifier.ts) and then
+// applies the effects (apply/effects.ts).
 
-import { ControllerReason, EventReason } from './decide/reasons.js';
 import { performance } from 'node:perf_hooks';
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { Registry, type Gauge, type Histogram } from '../core/metrics.js';
 import { errorMessage } from '../core/api/client.js';
-import { DEFAULTS_LABEL, GROUP, MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, REVISION_LABEL, SKIP_LABEL, TRUE, VERSION, canaryName } from '../core/contract.js';
 import type { AlertProvider, Canary, CanarySpec, MetricTemplate } from '../core/api/types.js';
-import type { Caches, HttpRoute } from './observe/caches.js';
+import { DEFAULTS_LABEL, GROUP, MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, REVISION_LABEL, SKIP_LABEL, TRUE, VERSION, canaryName } from '../core/contract.js';
+import { Registry, type Gauge, type Histogram } from '../core/metrics.js';
+import { targetKind } from '../core/targets/index.js';
 import { runChecks, type MetricChecker } from './analysis/checks.js';
+import { sendEvent, runGates } from './analysis/gates.js';
 import { TemplateMetricChecker } from './analysis/metrics/checker.js';
 import { secretReader } from './analysis/metrics/secrets.js';
-import { Alerter } from './notify/alerts.js';
-import { Notifier } from './notify/notifier.js';
-import { sendEvent, runGates } from './analysis/gates.js';
 import { applyEffect, NotLeaderError, writeCounter, type EffectClients, type EffectHooks } from './apply/effects.js';
+import { targetClient } from './apply/targets.js';
+import { ControllerReason, EventReason } from './decide/reasons.js';
+import { transition, type Observed, type Transition } from './decide/transition.js';
 import { ResilientInformer, type KubeObject } from './kit/informer.js';
 import { WorkQueue } from './kit/queue.js';
-
+import { Alerter } from './notify/alerts.js';
+import { Notifier } from './notify/notifier.js';
+import type { Caches, HttpRoute } from './observe/caches.js';
 import { buildSyncContext, pendingChange, targetCache } from './observe/context.js';
-import { targetClient } from './apply/targets.js';
-import { Routers } from './routers/index.js';
-import { targetKind } from '../core/targets/index.js';
-import { transition, type Observed, type Transition } from './decide/transition.js';
 import { defaultCanaryFor } from './observe/defaults.js';
+import { Routers } from './routers/index.js';
 
 /** An object an Event is about: a Canary, or a target canary-gate released. */
 export interface EventObject {
@@ -62,7 +63,6 @@ export interface ReconcilerOptions {
 }
 
 const DEFAULT_ORPHAN_GRACE_MS = 10_000;
-
 
 export class Reconciler {
   readonly queue: WorkQueue;
