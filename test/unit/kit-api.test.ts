@@ -126,6 +126,8 @@ describe('kit/api: timeouts and one connection pool for every API call', functio
     const kc = kubeConfigFor(await silentTcp(), pair.caCert);
     await prepareKubeConfig(kc, { timeoutMs: 10_000 });
     await expectTimeout(kc, 300, (api) => api.readNamespace({ name: 'default' }, requestTimeout(300)));
+    // A fractional timeout (half a renew deadline of 2667 ms) works too: AbortSignal.timeout() alone would throw.
+    await expectTimeout(kc, 301, (api) => api.readNamespace({ name: 'default' }, requestTimeout(300.5)));
   });
 
   it('serves many calls over one keep-alive connection, and answers still arrive', async () => {
