@@ -1,5 +1,5 @@
 // How the reconciler talks to the API server: one keep-alive connection
-// pool and a timeout on every request, plus one set of helpers that read a
+// pool and a timeout on every request, plus one set of functions that read a
 // failed call's error.
 //
 // client-node 1.x sets no timeout of its own: a request to an API server

@@ -1,7 +1,7 @@
 // kit/api.ts: a prepared KubeConfig times out requests to a local API
 // server that never answers (TCP accepted but silent, TLS done but no
 // answer, headers but no body), shares one keep-alive connection, and the
-// error helpers read client-node's and the informer's errors alike.
+// error functions read client-node's and the informer's errors alike.
 
 import assert from 'node:assert/strict';
 import https from 'node:https';
@@ -150,7 +150,7 @@ describe('kit/api: timeouts and one connection pool for every API call', functio
   });
 });
 
-describe('kit/api: error helpers', () => {
+describe('kit/api: reading API errors', () => {
   const apiError = (code: number, body: unknown) => new k8s.ApiException(code, `HTTP-Code: ${code}`, body, {});
 
   it('reads the status code of client-node, informer and plain errors', () => {
