@@ -139,7 +139,7 @@ export async function runReconciler(opts: ReconcilerProcessOptions): Promise<num
   const registry = new Registry();
   const leaderGauge = registry.gauge('canary_gate_reconciler_leader', 'Whether this replica is the leader (1) or a candidate (0).');
   leaderGauge.set(opts.leaderElect ? 0 : 1);
-  const events = new EventRecorder({ kubeConfig: kc, reportingInstance: opts.identity, logger: log });
+  const events = new EventRecorder({ kubeConfig: kc, reportingInstance: opts.identity, logger: log, requestTimeoutMs: Math.min(10_000, opts.apiTimeoutMs) });
   let leading = !opts.leaderElect;
   const reconciler = new Reconciler({
     kubeConfig: kc,

@@ -1,5 +1,5 @@
 // How the reconciler talks to the API server: one keep-alive connection
-// pool and a timeout on every request, plus one set of helpers that read a
+// pool and a timeout on every request, plus one set of functions that read a
 // failed call's error.
 //
 // client-node 1.x sets no timeout of its own: a request to an API server
@@ -85,9 +85,12 @@ async function sharedAgent(kc: k8s.KubeConfig, maxSockets: number): Promise<http
  * the KubeConfig's default, e.g. a lease renewal), merged into `base`.
  */
 export function requestTimeout(ms: number, base?: k8s.ConfigurationOptions): k8s.ConfigurationOptions {
+  // AbortSignal.timeout() throws on a fractional delay (a renew deadline of 2667 ms halved), failing the call.
+  const delay = Math.max(1, Math.ceil(ms));
+  if (!Number.isSafeInteger(delay)) throw new Error(`request timeout must be a finite number of ms, got ${ms}`);
   const timeout: k8s.ObservableMiddleware = {
     pre: (ctx) => {
-      ctx.setSignal(AbortSignal.timeout(ms));
+      ctx.setSignal(AbortSignal.timeout(delay));
       return new k8s.Observable(Promise.resolve(ctx));
     },
     post: (rsp) => new k8s.Observable(Promise.resolve(rsp)),

@@ -331,7 +331,7 @@ export class LeaderElector {
 
   /** Per request: long enough for a slow API server, short enough to retry before the deadline. */
   private requestTimeoutMs(): number {
-    return Math.max(1000, this.o.renewDeadlineMs / 2);
+    return Math.max(1000, Math.round(this.o.renewDeadlineMs / 2));
   }
 
   private attemptFailed(op: string, err: unknown): Attempt {

@@ -1,7 +1,7 @@
 // kit/api.ts: a prepared KubeConfig times out requests to a local API
 // server that never answers (TCP accepted but silent, TLS done but no
 // answer, headers but no body), shares one keep-alive connection, and the
-// error helpers read client-node's and the informer's errors alike.
+// error functions read client-node's and the informer's errors alike.
 
 import assert from 'node:assert/strict';
 import https from 'node:https';
@@ -126,6 +126,8 @@ describe('kit/api: timeouts and one connection pool for every API call', functio
     const kc = kubeConfigFor(await silentTcp(), pair.caCert);
     await prepareKubeConfig(kc, { timeoutMs: 10_000 });
     await expectTimeout(kc, 300, (api) => api.readNamespace({ name: 'default' }, requestTimeout(300)));
+    // A fractional timeout (half a renew deadline of 2667 ms) works too: AbortSignal.timeout() alone would throw.
+    await expectTimeout(kc, 301, (api) => api.readNamespace({ name: 'default' }, requestTimeout(300.5)));
   });
 
   it('serves many calls over one keep-alive connection, and answers still arrive', async () => {
@@ -148,7 +150,7 @@ describe('kit/api: timeouts and one connection pool for every API call', functio
   });
 });
 
-describe('kit/api: error helpers', () => {
+describe('kit/api: reading API errors', () => {
   const apiError = (code: number, body: unknown) => new k8s.ApiException(code, `HTTP-Code: ${code}`, body, {});
 
   it('reads the status code of client-node, informer and plain errors', () => {
