@@ -8,12 +8,11 @@
 // a command can never land on a newer revision by accident. pause and resume
 // merge-patch spec.suspend.
 
-import { statusCode } from '../../core/api/client.js';
+import { requestTimeout, statusCode } from '../../core/api/client.js';
 import * as k8s from '@kubernetes/client-node';
 import { COMMAND_ANNOTATIONS, PENDING_REVISION } from '../../core/contract.js';
 import type { Command } from '../../core/cli.js';
 import type { Canary, CanaryPhase } from '../../core/api/types.js';
-import { requestTimeout } from '../kit/informer.js';
 
 import { analysisOf } from './format.js';
 import {

@@ -2,14 +2,13 @@
 // argument parsing, reading a Canary with clear errors, and recording an
 // Event on it so the action shows in `kubectl describe canary`.
 
-import { statusCode } from '../../core/api/client.js';
+import { requestTimeout, statusCode } from '../../core/api/client.js';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
 import { CLI_COMPONENT, GROUP, VERSION } from '../../core/contract.js';
 import type { Canary } from '../../core/api/types.js';
-import { requestTimeout } from '../kit/informer.js';
 
 export const PLURAL = 'canaries';
 /** Shown as the source of the Events the CLI records. */

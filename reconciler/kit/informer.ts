@@ -694,9 +694,3 @@ function describe(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
-
-// ------------------------------------------------------------ kept for existing importers (see kit/api.ts)
-
-/** The HTTP status of a failed API call; the same as statusCode() in kit/api.ts. */
-export const apiStatusCode = statusCode;
-export { requestTimeout } from '../../core/api/client.js';

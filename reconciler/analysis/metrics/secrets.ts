@@ -4,6 +4,7 @@
 // interval does not cost an API call each time, and a rotated credential is
 // picked up within the TTL.
 
+import { statusCode } from '../../../core/api/client.js';
 import type { V1Secret } from '@kubernetes/client-node';
 
 /** Decoded data of a Secret, undefined when it does not exist. */
@@ -36,12 +37,12 @@ export function secretReader(api: SecretApi, opts: SecretReaderOptions = {}): Se
     entry.value = api.readNamespacedSecret({ name, namespace }).then(
       (s) => decodeSecret(s),
       (err: unknown) => {
-        if (statusOf(err) === 404) {
+        if (statusCode(err) === 404) {
           entry.missing = true;
           return undefined;
         }
         cache.delete(key);
-        throw new Error(`could not read Secret ${key}: ${statusOf(err) ? `HTTP ${statusOf(err)}` : err instanceof Error ? err.message.slice(0, 120) : 'error'}`);
+        throw new Error(`could not read Secret ${key}: ${statusCode(err) ? `HTTP ${statusCode(err)}` : err instanceof Error ? err.message.slice(0, 120) : 'error'}`);
       },
     );
     cache.set(key, entry);
@@ -55,12 +56,4 @@ export function decodeSecret(s: V1Secret): Record<string, string> {
   for (const [k, v] of Object.entries(s.data ?? {})) out[k] = Buffer.from(v, 'base64').toString('utf8');
   for (const [k, v] of Object.entries(s.stringData ?? {})) out[k] = v;
   return out;
-}
-
-function statusOf(err: unknown): number | undefined {
-  if (err && typeof err === 'object') {
-    const code = (err as { code?: unknown; statusCode?: unknown }).code ?? (err as { statusCode?: unknown }).statusCode;
-    if (typeof code === 'number') return code;
-  }
-  return undefined;
 }
