@@ -60,7 +60,8 @@ export function podinfoDeployment(name: string, opts: { tag: 'a' | 'b'; replicas
                 { name: 'http', containerPort: 9898 },
                 { name: 'http-metrics', containerPort: 9797 },
               ],
-              readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 1, failureThreshold: 2 },
+              // podinfo --random-error fails a third of the probes too: five in a row before unready.
+              readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 1, failureThreshold: 5 },
               resources: { requests: { cpu: '10m', memory: '32Mi' } },
             },
           ],

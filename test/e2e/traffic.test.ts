@@ -19,6 +19,7 @@ import { startReconciler, type RunningReconciler } from './reconciler-process.js
 import { waitFor } from './wait.js';
 
 const N = 2000;
+const PROMETHEUS = `http://127.0.0.1:${process.env.PROMETHEUS_PORT ?? '39090'}`;
 const PRIMARY_REPLICAS = 4;
 
 interface Deploy {
@@ -36,7 +37,7 @@ describe('real traffic on the real node (podinfo, kubernetes router)', function 
     await assertRealNodeReady();
     ns = await createNamespace('traffic');
     await gates.start();
-    reconciler = await startReconciler({ namespace: ns });
+    reconciler = await startReconciler({ namespace: ns, extraArgs: ['--prometheus-address', PROMETHEUS] });
   });
   after(async function () {
     await reconciler?.stop();
@@ -145,6 +146,88 @@ describe('real traffic on the real node (podinfo, kubernetes router)', function 
     } finally {
       await prober.stop();
     }
+  });
+});
+
+describe('real errors on the real node (podinfo --random-error)', function () {
+  this.timeout(300_000);
+  let ns: string;
+  let reconciler: RunningReconciler;
+
+  before(async function () {
+    await assertRealNodeReady();
+    ns = await createNamespace('errors');
+    reconciler = await startReconciler({ namespace: ns, extraArgs: ['--prometheus-address', PROMETHEUS] });
+  });
+  after(async function () {
+    await reconciler?.stop();
+    if (ns) {
+      await kubectl(['delete', 'namespace', ns, '--wait=false']);
+      await deleteNamespace(ns);
+    }
+  });
+
+  it('rolls back a version whose real requests fail: request-success-rate from Prometheus scraping the Pods', async function () {
+    const name = 'bad';
+    const copy = `${name}-canary`;
+    await apply(ns, {
+      apiVersion: 'canarygate.dev/v1alpha1',
+      kind: 'Canary',
+      metadata: { name },
+      spec: {
+        targetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name },
+        service: { port: 80, targetPort: 'http' },
+        progressDeadlineSeconds: 120,
+        analysis: {
+          interval: '2s',
+          threshold: 2,
+          stepWeight: 20,
+          maxWeight: 60,
+          metrics: [{ name: 'request-success-rate', interval: '10s', thresholdRange: { min: 99 }, noDataPolicy: 'hold' }],
+        },
+      },
+    });
+    await apply(ns, podinfoDeployment(name, { tag: 'a', replicas: 2 }));
+    await apply(ns, service(name, { selector: { app: name } }));
+    await waitFor('bad adopted with 2 ready Pods', async () => {
+      const c = await get<Canary>(ns, 'canary', name);
+      const d = await get<Deploy>(ns, 'deployment', name);
+      return c?.status?.phase === 'Initialized' && d?.status?.readyReplicas === 2;
+    }, { namespace: ns, timeoutMs: 120_000 });
+    const ip = await clusterIP(ns, name);
+    await waitFor('2 ready endpoints', async () => (await readyEndpoints(ns, name)).length === 2, { namespace: ns, timeoutMs: 30_000 });
+
+    const prober = new Prober(ip, { rate: 40, concurrency: 4, maxMs: 240_000 }).start();
+    let seen: Answer[] = [];
+    try {
+      await apply(ns, podinfoDeployment(name, { tag: 'b', replicas: 2, args: ['--random-error'] }));
+      await waitFor('Failed', async () => (await get<Canary>(ns, 'canary', name))?.status?.phase === 'Failed', { namespace: ns, timeoutMs: 180_000 });
+    } finally {
+      seen = await prober.stop();
+    }
+    const status = (await get<Canary>(ns, 'canary', name))?.status;
+    const metric = status?.metrics?.find((m) => m.name === 'request-success-rate');
+    assert.match(status?.message ?? '', /request-success-rate/, 'rolled back because of the success rate');
+    assert.equal(metric?.result, 'fail');
+    assert.ok(metric?.value !== undefined && metric.value < 99, `the success rate Prometheus computed is below 99 (${metric?.value})`);
+
+    // podinfo's random errors (500, 400, 409) carry no body, so they name no Pod;
+    // the stable version fails nothing, so every error is the bad version's.
+    const errors = seen.filter((a) => a.status !== 200);
+    assert.deepEqual(errors.filter((a) => ![500, 400, 409].includes(a.status) || a.pod !== undefined).map((a) => `${a.status} ${a.pod ?? ''} ${a.error ?? ''}`), [], 'every failure is one of podinfo --random-error');
+    const byCanary = seen.filter((a) => a.pod?.startsWith(`${copy}-`)).length + errors.length;
+    const fiveXX = errors.filter((a) => a.status >= 500).length;
+    console.log(
+      `      [errors] requests answered by the bad version: ${byCanary}, errors: ${errors.length}, 5xx: ${fiveXX} ` +
+        `(${((100 * (byCanary - fiveXX)) / Math.max(1, byCanary)).toFixed(1)}% non-5xx over the whole run); ` +
+        `request-success-rate from Prometheus at the failing check: ${metric?.value?.toFixed(1)}%`,
+    );
+    assert.ok(fiveXX > 0, 'the bad version really answered 5xx');
+    assert.equal(image(await get<Deploy>(ns, 'deployment', name)), podinfoImage('a'), 'the live Deployment never left the stable image');
+    await waitFor('the copy at zero Pods', async () => ((await get<Deploy>(ns, 'deployment', copy))?.status?.replicas ?? 0) === 0, { namespace: ns, timeoutMs: 60_000 });
+    const after = await burst(ip, 200);
+    assert.deepEqual(failures(after), [], 'after the rollback every request succeeds');
+    assert.ok(after.every((a) => a.message === `podinfo ${PODINFO_VERSION}-a`), 'and the stable version answers all of them');
   });
 });
 
