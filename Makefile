@@ -25,7 +25,10 @@ cluster-build: ## Build (once, cached outside the repo) the control-plane binari
 	test/cluster/build.sh >/dev/null
 
 test-e2e: build cluster-build ## End-to-end tests against the real local control plane
-	$(MOCHA) --config test/e2e/.mocharc.json
+	CANARY_GATE_E2E_MORE=1 $(MOCHA) --config test/e2e/.mocharc.json
+	@# Real Pods and real traffic, one file at a time after the rest: their
+	@# request bursts and timings should neither slow nor be slowed by the others.
+	$(MOCHA) --config test/e2e/.mocharc.real.json
 
 test: test-unit test-e2e ## All tests: unit, then end to end (builds Kubernetes on first run)
 

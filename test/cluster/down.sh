@@ -16,5 +16,5 @@ for name in pod-targets prometheus kwok kube-scheduler kube-controller-manager k
   fi
   rm -f "$f"
 done
-rm -rf "$dir/etcd" "$dir/prometheus/data" "$dir/nodes-ready"
+rm -rf "$dir/etcd" "$dir/prometheus/data" "$dir/nodes-ready" "$dir/started-by-e2e"
 echo "[cluster] stopped" >&2
