@@ -198,7 +198,7 @@ GO
 # iptables for the real node, from Debian's packages.
 install_node_packages() {
   local missing=() p
-  for p in containerd runc containernetworking-plugins iptables conntrack; do
+  for p in containerd runc containernetworking-plugins iptables conntrack iproute2; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
   done
   [ "${#missing[@]}" = 0 ] && return 0

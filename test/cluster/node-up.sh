@@ -85,7 +85,7 @@ ip addr replace "$gw/24" dev "$NODE_BRIDGE"
 ip link set "$NODE_BRIDGE" up
 [ -f "$nd/ip_forward.orig" ] || cat /proc/sys/net/ipv4/ip_forward >"$nd/ip_forward.orig"
 # A guard: a connection from this machine that kube-proxy DNATs anywhere but
-# this Pod network (a kwok Pod's made-up address, say) is refused here
+# this Pod network (a kwok Pod's made-up address, say) is dropped here
 # instead of leaving the machine.
 iptables -w -N CANARY-GATE-GUARD 2>/dev/null || iptables -w -F CANARY-GATE-GUARD
 iptables -w -A CANARY-GATE-GUARD -m conntrack --ctstate DNAT ! -d "$POD_CIDR" -j REJECT

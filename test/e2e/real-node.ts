@@ -49,12 +49,14 @@ export function podinfoDeployment(name: string, opts: { tag: 'a' | 'b'; replicas
           tolerations: [{ key: 'canarygate.dev/real-node', operator: 'Equal', value: 'true', effect: 'NoSchedule' }],
           automountServiceAccountToken: false,
           enableServiceLinks: false,
-          terminationGracePeriodSeconds: 10,
+          terminationGracePeriodSeconds: 20,
           containers: [
             {
               name: 'podinfo',
               image: podinfoImage(opts.tag),
               imagePullPolicy: 'Never',
+              // Out of the Service's endpoints (kube-proxy's rules) before podinfo closes its listener.
+              lifecycle: { preStop: { sleep: { seconds: 5 } } },
               args: ['--port=9898', '--port-metrics=9797', '--level=info', ...(opts.args ?? [])],
               ports: [
                 { name: 'http', containerPort: 9898 },
