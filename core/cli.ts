@@ -23,6 +23,7 @@ const commands: Record<string, () => Promise<{ command: Command }>> = {
   retry: () => import('../reconciler/cli/retry.js'),
   pause: () => import('../reconciler/cli/pause.js'),
   resume: () => import('../reconciler/cli/resume.js'),
+  loadtester: () => import('../reconciler/analysis/loadtester/command.js'),
 };
 
 async function usage(): Promise<string> {

@@ -30,6 +30,9 @@ export const SYSTEM_NAMESPACE = 'canary-gate-system';
 export const WEBHOOK_NAME = 'canary-gate-webhook';
 export const RECONCILER_NAME = 'canary-gate-reconciler';
 export const CERTS_NAME = 'canary-gate-certs';
+export const LOADTESTER_NAME = 'canary-gate-loadtester';
+/** Plain-HTTP port of the load tester (gates POST to its Service on port 80). */
+export const LOADTESTER_PORT = 8080;
 export const WEBHOOK_SERVICE = WEBHOOK_NAME;
 export const WEBHOOK_TLS_SECRET = 'canary-gate-webhook-tls';
 export const WEBHOOK_CONFIGURATION_NAME = 'canary-gate';
@@ -528,6 +531,58 @@ export function reconcilerDeployment(image = IMAGE): V1Deployment {
   };
 }
 
+/**
+ * The load tester: gates of any namespace POST to
+ * http://canary-gate-loadtester.canary-gate-system/. It sends load only to
+ * in-cluster Service names, runs no shell command and needs no API access.
+ */
+export function loadtesterDeployment(image = IMAGE): V1Deployment {
+  const component = 'loadtester';
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: LOADTESTER_NAME, namespace: SYSTEM_NAMESPACE, labels: labels(component) },
+    spec: {
+      replicas: 1,
+      revisionHistoryLimit: 3,
+      selector: { matchLabels: selectorLabels(component) },
+      template: {
+        metadata: { labels: labels(component) },
+        spec: {
+          serviceAccountName: LOADTESTER_NAME,
+          automountServiceAccountToken: false,
+          securityContext: podSecurity,
+          terminationGracePeriodSeconds: 10,
+          containers: [
+            {
+              name: 'loadtester',
+              image,
+              imagePullPolicy: 'IfNotPresent',
+              args: ['loadtester', '--port', String(LOADTESTER_PORT), '--allow-host', '*.svc', '--allow-host', '*.svc.cluster.local'],
+              ports: [{ name: 'http', containerPort: LOADTESTER_PORT, protocol: 'TCP' }],
+              readinessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10, timeoutSeconds: 2 },
+              livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10, timeoutSeconds: 2, failureThreshold: 3 },
+              resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
+              securityContext: containerSecurity,
+              volumeMounts: [tmpMount],
+            },
+          ],
+          volumes: [tmpVolume],
+        },
+      },
+    },
+  };
+}
+
+export function loadtesterService(): V1Service {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: LOADTESTER_NAME, namespace: SYSTEM_NAMESPACE, labels: labels('loadtester') },
+    spec: { type: 'ClusterIP', selector: selectorLabels('loadtester'), ports: [{ name: 'http', port: 80, targetPort: 'http', protocol: 'TCP' }] },
+  };
+}
+
 // ---------------------------------------------------------------- files
 
 export interface ManifestFile {
@@ -565,6 +620,7 @@ export function baseManifests(opts: { failurePolicy?: FailurePolicy } = {}): Man
     },
     { file: 'webhook.yaml', objects: [webhookDeployment(), podDisruptionBudget(WEBHOOK_NAME, 'webhook'), webhookService()] },
     { file: 'reconciler.yaml', objects: [reconcilerDeployment(), podDisruptionBudget(RECONCILER_NAME, 'reconciler')] },
+    { file: 'loadtester.yaml', objects: [serviceAccount(LOADTESTER_NAME, 'loadtester', false), loadtesterDeployment(), loadtesterService()] },
     { file: 'webhook-configuration.yaml', objects: [webhookConfiguration({ failurePolicy: opts.failurePolicy ?? DEFAULT_FAILURE_POLICY })] },
   ];
 }

@@ -13,6 +13,7 @@ import type { Command } from '../../core/cli.js';
 import type { Canary } from '../../core/api/types.js';
 import { parseDuration } from '../decide/analysis-config.js';
 import { readTargetPending } from './actions.js';
+import { observedLine } from './observed.js';
 import { plainLine, summaryLine, targetText, timestamp, ttyBlock } from './format.js';
 import { EXIT, begin, judge, type Observation, type Track } from './judge.js';
 import { CONNECTION_HELP, CONNECTION_OPTIONS, UsageError, canaryPath, connect, describeApiError, getCanary, parseCommandArgs, runCommand, type Connection } from './kube.js';
@@ -45,6 +46,9 @@ and the time to the next step. Otherwise (CI logs), one line per change:
 Flags:
   --timeout DURATION       give up after this long, exit 4 (e.g. 90s, 10m, 1h30m; default: no limit)
   --plain                  print lines even in a terminal
+  --prometheus URL         also show the canary's observed share of the requests and
+                           its success rate over the last 10 s, from the Pods' own
+                           http_requests_total / http_request_duration_seconds in Prometheus
 
 ${CONNECTION_HELP}
 
@@ -125,6 +129,8 @@ export interface WatchOptions {
   /** 0: no limit. */
   timeoutMs: number;
   plain: boolean;
+  /** Prometheus address: show the observed traffic split and success rate. */
+  prometheus?: string;
 }
 
 export async function watchCanary(conn: Connection, opts: WatchOptions): Promise<number> {
@@ -158,6 +164,21 @@ export async function watchCanary(conn: Connection, opts: WatchOptions): Promise
     let restartTimer: NodeJS.Timeout | undefined;
     let lastProblem = '';
     const timers: NodeJS.Timeout[] = [];
+
+    if (opts.prometheus) {
+      let shown = '';
+      let busy = false;
+      timers.push(
+        setInterval(() => {
+          if (busy || finished) return;
+          busy = true;
+          void observedLine(opts.prometheus as string, namespace, latest.spec.targetRef.name).then((line) => {
+            busy = false;
+            if (line !== shown && !finished) out.note((shown = line));
+          });
+        }, 2000),
+      );
+    }
 
     const finish = (code: number, message: string) => {
       if (finished) return;
@@ -270,7 +291,7 @@ export const command: Command = {
     runCommand('watch', async () => {
       const { values, positionals } = parseCommandArgs(
         argv,
-        { ...CONNECTION_OPTIONS, timeout: { type: 'string' }, plain: { type: 'boolean' } },
+        { ...CONNECTION_OPTIONS, timeout: { type: 'string' }, plain: { type: 'boolean' }, prometheus: { type: 'string' } },
         { min: 1, max: 1, names: 'NAME (the Canary)' },
       );
       let timeoutMs = 0;
@@ -283,6 +304,7 @@ export const command: Command = {
         }
       }
       const conn = connect(values as { kubeconfig?: string; context?: string; namespace?: string });
-      return watchCanary(conn, { name: positionals[0] as string, timeoutMs, plain: values.plain === true });
+      const prometheus = values.prometheus as string | undefined;
+      return watchCanary(conn, { name: positionals[0] as string, timeoutMs, plain: values.plain === true, ...(prometheus ? { prometheus } : {}) });
     }),
 };

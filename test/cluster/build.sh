@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds (once) the real control-plane binaries the tests and the demo run on:
 # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd and kwok,
-# all from the Go module proxy, and installs Prometheus from Debian's packages.
-# Everything is cached outside the repository, keyed by version, so a warm run
-# returns at once.
+# and for the real node kubelet, kube-proxy and crictl, all from the Go module
+# proxy; the sample app podinfo and a pause image as local container images;
+# and installs Prometheus, containerd, runc, the CNI plugins and iptables from
+# Debian's packages. Everything is cached outside the repository, keyed by
+# version, so a warm run returns at once. Each step prints its time.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -18,19 +20,18 @@ need_go() {
   command -v go >/dev/null || { echo "Go is required to build the control plane (https://go.dev/dl)"; exit 1; }
 }
 
-build_kubernetes() {
-  local want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd)
-  local missing=0
-  for b in "${want[@]}"; do [ -x "$bin/$b" ] || missing=1; done
-  [ "$missing" = 0 ] && return 0
-  need_go
-  log "building Kubernetes $KUBE_VERSION and etcd $ETCD_VERSION (a cold build takes a long while)"
+# k8s.io/kubernetes replaces each staging module with a local path, so it
+# cannot be built with `go install`. This wrapper module requires it and
+# points every staging module at its published v0.X.Y tag instead.
+kube_tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
+wrapper_module() {
   mkdir -p "$work/etcd" "$bin"
   cd "$work"
-  # k8s.io/kubernetes replaces each staging module with a local path, so it
-  # cannot be built with `go install`. This wrapper module requires it and
-  # points every staging module at its published v0.X.Y tag instead.
-  local kmod staging minor
+  export GOFLAGS=-mod=mod CGO_ENABLED=0
+  local t ok=1
+  for t in "${kube_tools[@]}"; do grep -q "^tool k8s.io/kubernetes/cmd/$t\$" go.mod 2>/dev/null || ok=0; done
+  [ "$ok" = 1 ] && [ -f etcd/main.go ] && return 0
+  local kmod staging
   kmod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
   staging=$(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$kmod" | sort -u)
   [ -n "$staging" ] || { echo "could not read the staging modules from $kmod"; exit 1; }
@@ -46,7 +47,7 @@ build_kubernetes() {
     echo ")"
     echo
     # tool directives keep `go mod tidy` from dropping the requirements.
-    for t in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    for t in "${kube_tools[@]}"; do
       echo "tool k8s.io/kubernetes/cmd/$t"
     done
     echo
@@ -67,21 +68,151 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 GO
-  export GOFLAGS=-mod=mod CGO_ENABLED=0
   go mod tidy
   grep -q "k8s.io/kubernetes $KUBE_VERSION" go.mod || { echo "module resolution moved k8s.io/kubernetes off $KUBE_VERSION"; exit 1; }
-  minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
-  local ld="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION \
+}
+
+kube_ldflags() {
+  local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
+  echo "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION \
 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor \
 -X k8s.io/component-base/version.gitTreeState=clean \
 -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION \
 -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
-  go build -trimpath -ldflags "$ld" -o "$bin/" \
+}
+
+build_kubernetes() {
+  local want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd)
+  local missing=0
+  for b in "${want[@]}"; do [ -x "$bin/$b" ] || missing=1; done
+  [ "$missing" = 0 ] && return 0
+  need_go
+  log "building Kubernetes $KUBE_VERSION and etcd $ETCD_VERSION (a cold build takes a long while)"
+  wrapper_module
+  go build -trimpath -ldflags "$(kube_ldflags)" -o "$bin/" \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler \
     k8s.io/kubernetes/cmd/kubectl
   go build -trimpath -ldflags "-s -w" -o "$bin/etcd" ./etcd
+}
+
+# The real node: kubelet and kube-proxy from the same wrapper module (its Go
+# build cache is warm after the control plane), crictl to clean up sandboxes.
+build_node() {
+  if [ ! -x "$bin/kubelet" ] || [ ! -x "$bin/kube-proxy" ]; then
+    need_go
+    log "building kubelet and kube-proxy $KUBE_VERSION"
+    wrapper_module
+    go build -trimpath -ldflags "$(kube_ldflags)" -o "$bin/" \
+      k8s.io/kubernetes/cmd/kubelet \
+      k8s.io/kubernetes/cmd/kube-proxy
+  fi
+  if [ ! -x "$bin/crictl" ]; then
+    need_go
+    log "building crictl $CRI_TOOLS_VERSION"
+    GOBIN="$bin" CGO_ENABLED=0 GOFLAGS= go install -trimpath -ldflags "-s -w" "sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
+  fi
+}
+
+# Container images, built here and never pulled: a pause image for Pod
+# sandboxes and two tags of podinfo (the same pinned build; the tags differ in
+# the UI message and colour podinfo answers with). Each is a docker-archive tar
+# (manifest.json, config, one layer) that `ctr images import` loads.
+images="$cache/images-podinfo-$PODINFO_VERSION"
+make_image() { # out.tar, name:tag, rootfs dir, image config (JSON)
+  local out=$1 ref=$2 rootfs=$3 config=$4 tmp diff cfg
+  tmp=$(mktemp -d)
+  tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$rootfs" -cf "$tmp/layer.tar" .
+  diff=$(sha256sum "$tmp/layer.tar" | cut -d' ' -f1)
+  printf '{"architecture":"%s","os":"linux","config":%s,"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+    "$(go env GOARCH)" "$config" "$diff" >"$tmp/config.json"
+  cfg=$(sha256sum "$tmp/config.json" | cut -d' ' -f1)
+  mv "$tmp/config.json" "$tmp/$cfg.json"
+  printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["layer.tar"]}]' "$cfg" "$ref" >"$tmp/manifest.json"
+  tar -C "$tmp" -cf "$out.tmp" manifest.json "$cfg.json" layer.tar
+  mv "$out.tmp" "$out"
+  rm -rf "$tmp"
+}
+
+build_images() {
+  [ -f "$images/.done" ] && return 0
+  need_go
+  log "building podinfo $PODINFO_VERSION and the pause image"
+  mkdir -p "$images" "$cache/gowork/pause"
+  local gobin="$images/bin" commit version
+  mkdir -p "$gobin"
+  # The pause container holds a Pod's namespaces: it waits for SIGTERM and
+  # reaps orphans (it is PID 1 when the Pod shares its process namespace).
+  cat >"$cache/gowork/pause/main.go" <<'GO'
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGCHLD)
+	for s := range sigs {
+		if s != syscall.SIGCHLD {
+			return
+		}
+		for {
+			pid, err := syscall.Wait4(-1, nil, syscall.WNOHANG, nil)
+			if pid <= 0 || err != nil {
+				break
+			}
+		}
+	}
+}
+GO
+  printf 'module canarygate.dev/pause\n\ngo 1.22\n' >"$cache/gowork/pause/go.mod"
+  (cd "$cache/gowork/pause" && CGO_ENABLED=0 GOFLAGS= go build -trimpath -ldflags "-s -w" -o "$gobin/pause" .)
+  commit=${PODINFO_VERSION##*-}
+  GOBIN="$gobin" CGO_ENABLED=0 GOFLAGS= go install -trimpath \
+    -ldflags "-s -w -X github.com/stefanprodan/podinfo/pkg/version.REVISION=$commit" \
+    "github.com/stefanprodan/podinfo/cmd/podinfo@$PODINFO_VERSION"
+  version=$("$gobin/podinfo" --version 2>/dev/null | tail -n 1)
+  [ "$version" = "$PODINFO_APP_VERSION" ] ||
+    { echo "podinfo $PODINFO_VERSION reports version '$version', versions.env says $PODINFO_APP_VERSION"; exit 1; }
+  local root="$images/rootfs"
+  rm -rf "$root" && mkdir -p "$root/pause" "$root/podinfo/tmp"
+  cp "$gobin/pause" "$root/pause/pause"
+  cp "$gobin/podinfo" "$root/podinfo/podinfo"
+  chmod 1777 "$root/podinfo/tmp"
+  make_image "$images/pause.tar" "$PAUSE_IMAGE" "$root/pause" '{"Entrypoint":["/pause"],"User":"65534"}'
+  local tag color
+  for tag in a b; do
+    [ "$tag" = a ] && color='#34577c' || color='#2e8b57'
+    make_image "$images/podinfo-$tag.tar" "$PODINFO_IMAGE:$PODINFO_APP_VERSION-$tag" "$root/podinfo" \
+      "{\"Entrypoint\":[\"/podinfo\"],\"Cmd\":[\"--port=9898\",\"--port-metrics=9797\",\"--level=info\"],\"User\":\"65534\",\"Env\":[\"PODINFO_UI_MESSAGE=podinfo $PODINFO_APP_VERSION-$tag\",\"PODINFO_UI_COLOR=$color\"],\"ExposedPorts\":{\"9898/tcp\":{},\"9797/tcp\":{}}}"
+  done
+  rm -rf "$root"
+  touch "$images/.done"
+}
+
+# containerd, runc, the CNI plugins (bridge, host-local, loopback) and
+# iptables for the real node, from Debian's packages.
+install_node_packages() {
+  local missing=() p
+  for p in containerd runc containernetworking-plugins iptables conntrack iproute2; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  [ "${#missing[@]}" = 0 ] && return 0
+  log "installing ${missing[*]} from Debian's packages"
+  apt_install "${missing[@]}"
+}
+
+apt_updated=0
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  [ "$apt_updated" = 1 ] || { $sudo apt-get update -qq >/dev/null; apt_updated=1; }
+  # Package services are never started here; the harness runs its own processes.
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 build_kwok() {
@@ -109,15 +240,21 @@ fetch_gateway_api_crds() {
 install_prometheus() {
   [ -x /usr/bin/prometheus ] && return 0
   log "installing Prometheus from Debian's packages"
-  local sudo=""
-  [ "$(id -u)" = 0 ] || sudo=sudo
-  $sudo apt-get update -qq >/dev/null
-  # The package's service is never started here; the harness runs its own server.
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  apt_install prometheus
 }
 
-build_kubernetes
-build_kwok
-fetch_gateway_api_crds
-install_prometheus
+step() { # name, then the function: runs it and prints its time
+  local name=$1 t0=$SECONDS
+  shift
+  "$@"
+  log "$name: $((SECONDS - t0))s"
+}
+
+step "control plane" build_kubernetes
+step kwok build_kwok
+step "gateway api crds" fetch_gateway_api_crds
+step prometheus install_prometheus
+step "node packages" install_node_packages
+step "kubelet, kube-proxy, crictl" build_node
+step images build_images
 echo "$bin"

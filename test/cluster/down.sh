@@ -4,8 +4,9 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dir="$(cd "$here/../.." && pwd)/.cluster"
+"$here/node-down.sh"
 [ -d "$dir/run" ] || exit 0
-for name in prometheus kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
+for name in pod-targets prometheus kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
   f="$dir/run/$name.pid"
   [ -f "$f" ] || continue
   pid=$(cat "$f")
@@ -15,5 +16,5 @@ for name in prometheus kwok kube-scheduler kube-controller-manager kube-apiserve
   fi
   rm -f "$f"
 done
-rm -rf "$dir/etcd" "$dir/prometheus/data" "$dir/nodes-ready"
+rm -rf "$dir/etcd" "$dir/prometheus/data" "$dir/nodes-ready" "$dir/started-by-e2e"
 echo "[cluster] stopped" >&2

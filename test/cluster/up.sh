@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts a real, Docker-less Kubernetes control plane on 127.0.0.1:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (fake
-# nodes whose Pods really become Running/Ready) and Prometheus.
+# nodes whose Pods really become Running/Ready), a real node (containerd,
+# kubelet, kube-proxy: node-up.sh) and Prometheus.
 # Idempotent: a healthy running cluster is reused. State lives in .cluster/.
 #
 #   KUBECONFIG=$PWD/.cluster/kubeconfig PATH=$PWD/.cluster/bin:$PATH kubectl get nodes
@@ -123,7 +124,8 @@ run kube-apiserver "$dir/bin/kube-apiserver" \
   --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
   --service-cluster-ip-range=10.0.0.0/24 --allow-privileged=true \
   --authorization-mode=Node,RBAC --endpoint-reconciler-type=none \
-  --enable-priority-and-fairness=false --profiling=false
+  --enable-priority-and-fairness=false --profiling=false \
+  --kubelet-preferred-address-types=InternalIP
 wait_for kube-apiserver 60 "$dir/bin/kubectl" --kubeconfig "$kc" get --raw /readyz
 
 log "starting kube-controller-manager, kube-scheduler and kwok"
@@ -136,7 +138,9 @@ run kube-controller-manager "$dir/bin/kube-controller-manager" --kubeconfig="$kc
 run kube-scheduler "$dir/bin/kube-scheduler" --kubeconfig="$kc" \
   --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
   --bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" --leader-elect=false
-run kwok "$dir/bin/kwok" --kubeconfig="$kc" --manage-all-nodes=true \
+# kwok manages only its own nodes (annotation kwok.x-k8s.io/node=fake): the
+# real node's Pods are the kubelet's.
+run kwok "$dir/bin/kwok" --kubeconfig="$kc" --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
   --cidr=10.244.0.0/16 --node-ip=10.0.0.1 --server-address="127.0.0.1:$KWOK_PORT"
 
 for n in 1 2 3; do
@@ -163,11 +167,38 @@ log "installing the Gateway API $GATEWAY_API_VERSION CRDs"
   -f "${CANARY_GATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/canary-gate}/gateway-api-$GATEWAY_API_VERSION/" >/dev/null
 wait_for "the default ServiceAccount" 60 "$dir/bin/kubectl" --kubeconfig "$kc" -n default get serviceaccount default
 
+"$here/node-up.sh"
+
 log "starting Prometheus on 127.0.0.1:$PROMETHEUS_PORT"
 mkdir -p "$dir/prometheus"
 # Scrape targets are files the tests write (file_sd), so a test can point
 # Prometheus at the exporter it starts without restarting it.
 mkdir -p "$dir/prometheus/targets"
+# Prometheus' own identity: it may list and watch Pods, nothing else.
+if [ ! -f "$pki/prometheus.crt" ]; then
+  (
+    cd "$pki"
+    openssl req -newkey rsa:2048 -nodes -keyout prometheus.key -out prometheus.csr -subj "/CN=canary-gate-test-prometheus" 2>/dev/null
+    openssl x509 -req -in prometheus.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out prometheus.crt -days 3650 -extfile client.ext 2>/dev/null
+    rm -f prometheus.csr
+  )
+fi
+"$dir/bin/kubectl" --kubeconfig "$kc" apply --server-side --field-manager=canary-gate-cluster -f - >/dev/null <<RBAC
+apiVersion: v1
+kind: List
+items:
+- apiVersion: rbac.authorization.k8s.io/v1
+  kind: ClusterRole
+  metadata: {name: canary-gate-test-prometheus}
+  rules:
+  - {apiGroups: [""], resources: [pods], verbs: [get, list, watch]}
+- apiVersion: rbac.authorization.k8s.io/v1
+  kind: ClusterRoleBinding
+  metadata: {name: canary-gate-test-prometheus}
+  roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: canary-gate-test-prometheus}
+  subjects:
+  - {apiGroup: rbac.authorization.k8s.io, kind: User, name: canary-gate-test-prometheus}
+RBAC
 cat > "$dir/prometheus/prometheus.yml" <<PROM
 global: {scrape_interval: 1s, evaluation_interval: 1s}
 scrape_configs:
@@ -176,7 +207,20 @@ scrape_configs:
   file_sd_configs:
   - files: ['$dir/prometheus/targets/*.json']
     refresh_interval: 1s
+# The real node's Pods, from test/cluster/pod-targets.sh (Debian's Prometheus
+# has no kubernetes_sd_configs). podinfo labels its HTTP status "status"; it
+# is copied to "code", the label the built-in metrics read.
+- job_name: kubernetes-pods
+  scrape_interval: 1s
+  file_sd_configs:
+  - files: ['$dir/prometheus/pods/*.json']
+    refresh_interval: 1s
+  metric_relabel_configs:
+  - {source_labels: [status], regex: '(.+)', target_label: code, replacement: '\$1'}
 PROM
+mkdir -p "$dir/prometheus/pods"
+sed -e "s#admin.crt#prometheus.crt#; s#admin.key#prometheus.key#; s#name: admin#name: prometheus#; s#user: admin#user: prometheus#" "$kc" >"$dir/prometheus.kubeconfig"
+run pod-targets "$here/pod-targets.sh"
 run prometheus "$dir/bin/prometheus" --config.file="$dir/prometheus/prometheus.yml" \
   --storage.tsdb.path="$dir/prometheus/data" --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" \
   --storage.tsdb.retention.time=2h --log.level=warn

@@ -1,18 +1,22 @@
 // `make demo` / `make demo-rollback`: the whole system on this machine.
-// Starts (or reuses) the local control plane, installs the CRDs, runs the
-// webhook and the reconciler as local processes (the same processes the
-// install runs in a cluster), deploys a sample app in an opted-in namespace,
-// changes its image with `kubectl apply`, and follows the rollout with
-// `canary-gate watch` until it is promoted (or, with --rollback, rolled back
-// by a failing smoke test). Everything it started is stopped at the end or on
-// Ctrl-C; a cluster that was already running is left running.
+// Starts (or reuses) the local control plane with its real node, installs the
+// CRDs, runs the webhook, the reconciler and the load tester as local
+// processes (the same processes the install runs in a cluster), deploys
+// podinfo (a real image, real Pods) in an opted-in namespace, changes its
+// image with `kubectl apply`, and follows the rollout with `canary-gate watch`,
+// which shows the canary's observed share of the real requests and their
+// success rate from Prometheus, until it is promoted (or, with --rollback,
+// rolled back because the new version's requests fail: podinfo
+// --random-error). Everything it started is stopped at the end or on Ctrl-C;
+// a cluster that was already running is left running.
 
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { NAMESPACE_ENABLED_LABEL } from '../../core/contract.js';
-import { GateServer } from '../e2e/gate-server.js';
-import { cliPath, clusterDown, clusterUp, kubeconfigPath, kubectl, kubectlOk, repoRoot } from '../e2e/cluster.js';
+import { cliPath, clusterDir, clusterDown, clusterUp, kubeconfigPath, kubectl, kubectlOk, repoRoot } from '../e2e/cluster.js';
+import { assertRealNodeReady, PODINFO_VERSION } from '../e2e/real-node.js';
 import { startReconciler, type RunningReconciler } from '../e2e/reconciler-process.js';
 import { deleteNamespace } from '../e2e/namespaces.js';
 import { waitFor } from '../e2e/wait.js';
@@ -20,12 +24,31 @@ import { DEMO_NAMESPACE_LABEL, RECONCILER_USER, reconcilerRbacForUser, startWebh
 
 const NAMESPACE = 'demo';
 const GATE_PORT = Number(process.env.DEMO_GATE_PORT ?? 39091);
+const PROMETHEUS = `http://127.0.0.1:${process.env.PROMETHEUS_PORT ?? '39090'}`;
+const OLD = `${PODINFO_VERSION}-a`;
+const NEW = `${PODINFO_VERSION}-b`;
+
+/** A demo manifest, its load-tester URLs pointed at the port the demo uses. */
+function manifest(file: string): string {
+  return readFileSync(path.join(repoRoot, 'deploy/demo', file), 'utf8').replaceAll('http://127.0.0.1:39091/', `http://127.0.0.1:${GATE_PORT}/`);
+}
+
+/** `canary-gate loadtester` on 127.0.0.1, allowed to send load to the demo Service's ClusterIP only. */
+async function startLoadTester(): Promise<ChildProcess> {
+  mkdirSync(path.join(clusterDir, 'logs'), { recursive: true });
+  const log = openSync(path.join(clusterDir, 'logs', 'loadtester-demo.log'), 'w');
+  const child = spawn(process.execPath, [cliPath, 'loadtester', '--port', String(GATE_PORT), '--bind-address', '127.0.0.1', '--allow-host', '10.0.0.10', '--max-duration', '5m'], {
+    stdio: ['ignore', log, log],
+  });
+  await waitFor('the load tester', async () => (await fetch(`http://127.0.0.1:${GATE_PORT}/healthz`).catch(() => undefined))?.status === 200, { timeoutMs: 15_000 });
+  return child;
+}
 
 const say = (text: string) => console.log(`\x1b[1m[demo]\x1b[0m ${text}`);
 const show = (cmd: string) => console.log(`\x1b[36m$ ${cmd}\x1b[0m`);
 
-async function shell(cmd: string, args: string[], input?: string): Promise<void> {
-  show(`${cmd} ${args.join(' ')}`);
+async function shell(cmd: string, args: string[], input?: string, file?: string): Promise<void> {
+  show(`${cmd} ${args.join(' ')}${file ? ` < ${file}` : ''}`);
   const r = await kubectl(args, input === undefined ? {} : { input });
   process.stdout.write(r.stdout);
   process.stdout.write(r.stderr);
@@ -37,7 +60,7 @@ async function main(): Promise<number> {
   const rollback = values.rollback as boolean;
   let webhook: RunningWebhook | undefined;
   let reconciler: RunningReconciler | undefined;
-  const gate = new GateServer();
+  let loadtester: ChildProcess | undefined;
   const clusterWasUp = (await kubectl(['get', '--raw', '/readyz'], { timeoutMs: 5000 }).catch(() => undefined))?.code === 0;
 
   const cleanup = async () => {
@@ -51,7 +74,11 @@ async function main(): Promise<number> {
     await deleteNamespace(NAMESPACE);
     await reconciler?.stop();
     await webhook?.stop();
-    await gate.stop();
+    if (loadtester && loadtester.exitCode === null) {
+      const gone = new Promise((r) => loadtester?.once('exit', r));
+      loadtester.kill('SIGTERM');
+      await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
+    }
     if (!clusterWasUp) await clusterDown();
   };
   let interrupted = false;
@@ -63,6 +90,7 @@ async function main(): Promise<number> {
   try {
     say(clusterWasUp ? 'reusing the running local control plane' : 'starting a local control plane (the first run builds Kubernetes; later ones start in seconds)');
     await clusterUp();
+    await assertRealNodeReady();
     say('installing the CRDs and the reconciler RBAC');
     await kubectlOk(['apply', '--server-side', '--force-conflicts', '--field-manager=canary-gate-demo', '-k', path.join(repoRoot, 'deploy/crds')]);
     await kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '-l', 'app.kubernetes.io/part-of=canary-gate']);
@@ -83,29 +111,29 @@ async function main(): Promise<number> {
       namespaceExpressions: [{ key: DEMO_NAMESPACE_LABEL, operator: 'Exists' }],
     });
     say(`webhook serving https://127.0.0.1:${webhook.port}/mutate, registered with its CA in MutatingWebhookConfiguration canary-gate-demo`);
-    reconciler = await startReconciler({ namespace: NAMESPACE, identity: 'demo' });
+    reconciler = await startReconciler({ namespace: NAMESPACE, identity: 'demo', extraArgs: ['--prometheus-address', PROMETHEUS] });
     say(`reconciler running as user ${RECONCILER_USER} (logs: .cluster/logs/reconciler-demo.log)`);
 
-    await gate.start(GATE_PORT);
-    if (rollback) gate.answer('smoke', 500);
-    say(`smoke-test gate on 127.0.0.1:${GATE_PORT} answers ${rollback ? '500 (it will fail)' : '200'}`);
+    loadtester = await startLoadTester();
+    say(`load tester on 127.0.0.1:${GATE_PORT}: the rollout gate sends real requests to the podinfo Service (logs: .cluster/logs/loadtester-demo.log)`);
 
-    await shell('kubectl', ['-n', NAMESPACE, 'apply', '-f', path.join(repoRoot, 'deploy/demo/podinfo.yaml')]);
+    await shell('kubectl', ['-n', NAMESPACE, 'apply', '-f', '-'], manifest('podinfo.yaml'), 'deploy/demo/podinfo.yaml');
     await waitFor('the sample app to be adopted and rolled out', async () => {
       const phase = (await kubectl(['-n', NAMESPACE, 'get', 'canary', 'podinfo', '-o', 'jsonpath={.status.phase}'])).stdout;
       const ready = (await kubectl(['-n', NAMESPACE, 'get', 'deployment', 'podinfo', '-o', 'jsonpath={.status.readyReplicas}'])).stdout;
       return phase === 'Initialized' && ready === '4';
-    }, { namespace: NAMESPACE, timeoutMs: 60_000 });
-    await shell('kubectl', ['-n', NAMESPACE, 'get', 'deployments,canaries']);
+    }, { namespace: NAMESPACE, timeoutMs: 120_000 });
+    await shell('kubectl', ['-n', NAMESPACE, 'get', 'deployments,canaries,pods', '-o', 'wide']);
 
     say('now the change: a new image, applied exactly as a user or a GitOps tool would');
-    await shell('kubectl', ['-n', NAMESPACE, 'apply', '-f', path.join(repoRoot, 'deploy/demo/podinfo-v2.yaml')]);
+    const change = rollback ? 'podinfo-v2-bad.yaml' : 'podinfo-v2.yaml';
+    await shell('kubectl', ['-n', NAMESPACE, 'apply', '-f', '-'], manifest(change), `deploy/demo/${change}`);
     await shell('kubectl', ['-n', NAMESPACE, 'get', 'deployment', 'podinfo', '-o', 'custom-columns=LIVE IMAGE:.spec.template.spec.containers[0].image,PENDING REVISION:.metadata.annotations.canarygate\\.dev/pending-revision']);
-    say('the live Deployment stays on 6.7.0; the reconciler runs 6.7.1 as podinfo-canary and shifts traffic step by step');
+    say(`the live Deployment stays on ${OLD}; the reconciler runs ${NEW}${rollback ? ' (with --random-error)' : ''} as podinfo-canary and shifts real traffic step by step`);
 
-    show(`canary-gate watch -n ${NAMESPACE} podinfo`);
+    show(`canary-gate watch -n ${NAMESPACE} podinfo --prometheus ${PROMETHEUS}`);
     const code = await new Promise<number>((resolve) => {
-      const child = spawn(process.execPath, [cliPath, 'watch', '-n', NAMESPACE, 'podinfo', '--timeout', '5m'], {
+      const child = spawn(process.execPath, [cliPath, 'watch', '-n', NAMESPACE, 'podinfo', '--timeout', '5m', '--prometheus', PROMETHEUS], {
         stdio: 'inherit',
         env: { ...process.env, KUBECONFIG: kubeconfigPath },
       });
@@ -123,7 +151,8 @@ async function main(): Promise<number> {
     }
     await shell('kubectl', ['-n', NAMESPACE, 'get', 'deployments,canaries', '-o', 'wide']);
     if (code === expected) {
-      say(rollback ? 'rolled back: the live Deployment never left 6.7.0, the canary copy is at zero' : 'promoted: podinfo now runs 6.7.1, the canary copy is at zero');
+      await showLoad();
+      say(rollback ? `rolled back: the live Deployment never left ${OLD}, the canary copy is at zero` : `promoted: podinfo now runs ${NEW}, the canary copy is at zero`);
       return 0;
     }
     say(`unexpected outcome (watch exited ${code}); see .cluster/logs/`);
@@ -131,6 +160,15 @@ async function main(): Promise<number> {
   } finally {
     if (!interrupted) await cleanup();
   }
+}
+
+/** The load tester's account of the requests it sent. */
+async function showLoad(): Promise<void> {
+  show(`curl -s http://127.0.0.1:${GATE_PORT}/runs`);
+  const r = await fetch(`http://127.0.0.1:${GATE_PORT}/runs`, { signal: AbortSignal.timeout(3000) }).catch(() => undefined);
+  if (!r?.ok) return say('the load tester did not answer');
+  const runs = (await r.json()) as { running: { result?: unknown }[]; finished: { result?: unknown }[] };
+  for (const run of [...runs.finished, ...runs.running]) console.log(JSON.stringify(run));
 }
 
 main().then(

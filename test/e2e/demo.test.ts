@@ -1,26 +1,33 @@
 // The README's "run it" command, in CI: `make demo` and `make demo-rollback`
 // run the same script against the suite's control plane (the script reuses a
-// running cluster and leaves it running).
+// running cluster and leaves it running). podinfo runs on the real node and
+// the load tester sends it real requests.
 
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { repoRoot, run } from './cluster.js';
+import { PODINFO_VERSION } from './real-node.js';
 
 const demo = (args: string[]) => run(process.execPath, [path.join(repoRoot, 'dist/test/demo/demo.js'), ...args], { timeoutMs: 240_000 });
+const v = PODINFO_VERSION.replaceAll('.', '\\.');
 
 describe('the local demo', function () {
-  it('rolls the sample app out to 6.7.1 and says it was promoted', async function () {
+  this.timeout(260_000);
+
+  it('rolls podinfo out to the new image under real load and says it was promoted', async function () {
     const r = await demo([]);
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /Warning: canary-gate: change held as pending revision/);
+    assert.match(r.stdout, /observed \(Prometheus, 10s\): canary [1-9][0-9]*% of requests, success 100%/, 'watch shows real requests reaching the canary');
     assert.match(r.stdout, /result: revision [0-9a-f]{12} promoted \(exit 0\)/);
-    assert.match(r.stdout, /promoted: podinfo now runs 6\.7\.1/);
+    assert.match(r.stdout, new RegExp(`promoted: podinfo now runs ${v}-b`));
   });
 
-  it('with --rollback, a failing smoke test rolls the change back', async function () {
+  it('with --rollback, the new version\'s failing requests roll the change back', async function () {
     const r = await demo(['--rollback']);
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
-    assert.match(r.stdout, /rolled back: 2 failed checks: webhook smoke-test/);
-    assert.match(r.stdout, /rolled back: the live Deployment never left 6\.7\.0/);
+    // The new version's real requests fail: the success rate, or the acceptance request when it reached the canary.
+    assert.match(r.stdout, /rolled back: 2 failed checks: (metric request-success-rate \(prometheus\): [0-9.]+ is below the minimum 99|webhook acceptance .*answered (500|400|409))/);
+    assert.match(r.stdout, new RegExp(`rolled back: the live Deployment never left ${v}-a`));
   });
 });

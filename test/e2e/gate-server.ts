@@ -13,6 +13,7 @@ export interface GateCall {
 export class GateServer {
   private server?: http.Server;
   private readonly answers = new Map<string, number>();
+  private readonly passes = new Map<string, number>();
   readonly calls: GateCall[] = [];
   port = 0;
 
@@ -29,7 +30,9 @@ export class GateServer {
           /* recorded as empty */
         }
         this.calls.push({ path, body, at: Date.now() });
-        const status = this.answers.get(path) ?? 200;
+        const passes = this.passes.get(path) ?? 0;
+        if (passes > 0) this.passes.set(path, passes - 1);
+        const status = passes > 0 ? 200 : (this.answers.get(path) ?? 200);
         res.writeHead(status, { 'content-type': 'text/plain' }).end(status < 300 ? 'ok' : 'no');
       });
     });
@@ -45,6 +48,11 @@ export class GateServer {
   /** What the gate at `path` answers from now on (default 200). */
   answer(path: string, status: number): void {
     this.answers.set(path, status);
+  }
+
+  /** The next `times` calls to `path` pass (200), whatever it answers otherwise. */
+  allow(path: string, times = 1): void {
+    this.passes.set(path, (this.passes.get(path) ?? 0) + times);
   }
 
   callsTo(path: string): GateCall[] {

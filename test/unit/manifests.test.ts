@@ -291,7 +291,7 @@ describe('deploy: workloads', () => {
   ];
 
   it('run hardened: non-root, read-only root, no capabilities, RuntimeDefault seccomp', () => {
-    assert.equal(podSpecs.length, 3);
+    assert.equal(podSpecs.length, 4);
     for (const [name, spec] of podSpecs) {
       assert.equal(spec.securityContext?.runAsNonRoot, true, name);
       assert.equal(spec.securityContext?.seccompProfile?.type, 'RuntimeDefault', name);
@@ -302,6 +302,17 @@ describe('deploy: workloads', () => {
         assert.ok(c.resources?.requests, name);
       }
     }
+  });
+
+  it('runs the load tester without an API token, sending load to in-cluster Service names only', () => {
+    const lt = deployments.find((d) => d.metadata?.name === 'canary-gate-loadtester');
+    const spec = lt?.spec?.template.spec;
+    assert.equal(spec?.automountServiceAccountToken, false);
+    const args = spec?.containers[0]?.args ?? [];
+    assert.equal(args[0], 'loadtester');
+    const hosts = args.flatMap((a, i) => (args[i - 1] === '--allow-host' ? [a] : []));
+    assert.deepEqual(hosts, ['*.svc', '*.svc.cluster.local']);
+    assert.ok(allObjects.some((o) => o.kind === 'Service' && o.metadata?.name === 'canary-gate-loadtester'));
   });
 
   it('runs two webhook replicas with a PDB, HTTPS probes and the TLS Secret', () => {
