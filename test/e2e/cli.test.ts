@@ -190,10 +190,21 @@ describe('the operator CLI on a real control plane', function () {
   it('watch exits 1 when the revision is rolled back, and at once for a revision that already failed', async function () {
     const name = 'bad';
     gates.answer('bad-rollout', 500);
-    await setUp(name, { threshold: 3, stepWeight: 50, maxWeight: 50, webhooks: [{ name: 'smoke', type: 'rollout', url: gates.url('bad-rollout') }] });
+    gates.answer('bad-start', 403); // hold the run until the watch is looking: three failed 1 s checks outrun Node's start-up
+    await setUp(name, {
+      threshold: 3,
+      stepWeight: 50,
+      maxWeight: 50,
+      webhooks: [
+        { name: 'start', type: 'confirm-rollout', url: gates.url('bad-start') },
+        { name: 'smoke', type: 'rollout', url: gates.url('bad-rollout') },
+      ],
+    });
     const rev = await newImage(name);
 
-    const r = await cli(['watch', '-n', ns, name, '--timeout', '90s']);
+    const watching = await startWatch(['watch', '-n', ns, name, '--timeout', '90s']);
+    gates.answer('bad-start', 200);
+    const r = await watching.done;
     assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, new RegExp(`Progressing weight 50/50 checks [12]/3 revision ${rev}: check failed`));
     assert.match(r.stdout, new RegExp(`Failed weight 0/50 checks 3/3 revision ${rev}: revision ${rev} rolled back`));
