@@ -142,7 +142,10 @@ describe('controller kit on a real API server', function () {
         kubeConfig: kubeConfig(),
         path: '/api/v1/configmaps',
         labelSelector: `kit-run=${run}`,
-        relistIntervalMs: 400, // several full relists during the test: none may show as an update
+        // Several full relists during the test, none of which may show as an
+        // update; far enough apart that the watch, not a relist, sees the
+        // delete first even on a loaded machine.
+        relistIntervalMs: 1500,
         logger: quiet,
       });
       const events = recordEvents(inf);
@@ -156,7 +159,7 @@ describe('controller kit on a real API server', function () {
       await kubectlOk(['-n', ns, 'patch', 'configmap', 'a', '--type=merge', '-p', '{"data":{"v":"2"}}']);
       await waitFor('update of a', () => inf.get(ns, 'a')?.data?.v === '2');
       const relists = inf.health().relists;
-      await waitFor('two more relists', () => inf.health().relists >= relists + 2, { timeoutMs: 5000 });
+      await waitFor('two more relists', () => inf.health().relists >= relists + 2, { timeoutMs: 10_000 });
       await kubectlOk(['-n', ns, 'delete', 'configmap', 'a']);
       await waitFor('delete of a', () => !inf.get(ns, 'a'));
 
