@@ -354,7 +354,9 @@ describe('the operator CLI on a real control plane', function () {
 
   it('pause stops the run from advancing; resume continues it to promotion', async function () {
     const name = 'paused';
-    await setUp(name, { stepWeight: 10, maxWeight: 50, webhooks: [{ name: 'load', type: 'rollout', url: gates.url('paused-rollout') }] });
+    // A 3 s interval: from weight 20 the run needs at least three more steps
+    // (9 s) to finish, time enough for the CLI to start and pause it.
+    await setUp(name, { interval: '3s', stepWeight: 10, maxWeight: 50, webhooks: [{ name: 'load', type: 'rollout', url: gates.url('paused-rollout') }] });
     const rev = await newImage(name);
     await waitFor('the first advance', async () => ((await canaryOf(name))?.status?.canaryWeight ?? 0) >= 20, { namespace: ns, timeoutMs: 30_000 });
 
@@ -365,7 +367,7 @@ describe('the operator CLI on a real control plane', function () {
     await waitFor('the reconciler to see the pause', async () => (await canaryOf(name))?.status?.message === 'suspended: spec.suspend is true', { namespace: ns, timeoutMs: 15_000 });
     const before = await canaryOf(name);
     const calls = gates.callsTo('paused-rollout').length;
-    await sleep(3000);
+    await sleep(4000); // more than an interval: unpaused, a check and a step would have come
     const after = await canaryOf(name);
     assert.equal(after?.status?.phase, 'Progressing');
     assert.equal(after?.status?.canaryWeight, before?.status?.canaryWeight, 'no step while paused');
