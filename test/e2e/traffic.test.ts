@@ -84,6 +84,9 @@ describe('real traffic on the real node (podinfo, kubernetes router)', function 
     }, { namespace: ns, timeoutMs: 120_000 });
     const ip = await clusterIP(ns, name);
     await waitFor('4 ready endpoints', async () => (await readyEndpoints(ns, name)).length === PRIMARY_REPLICAS, { namespace: ns, timeoutMs: 30_000 });
+    // kube-proxy programs the endpoints up to a second after they are ready (until then the
+    // Service rejects connections): wait until it routes them before counting anything.
+    await waitFor('kube-proxy to route the Service to the Pods', async () => failures(await burst(ip, 8)).length === 0, { namespace: ns, timeoutMs: 30_000 });
 
     const before = await burst(ip, 200);
     assert.deepEqual(failures(before), [], 'the stable version answers every request');
