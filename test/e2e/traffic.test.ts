@@ -16,7 +16,7 @@ import { createNamespace, deleteNamespace } from './namespaces.js';
 import { service } from './objects.js';
 import { assertRealNodeReady, burst, clusterIP, podinfoDeployment, podinfoImage, PODINFO_VERSION, Prober, readyEndpoints, type Answer } from './real-node.js';
 import { startReconciler, type RunningReconciler } from './reconciler-process.js';
-import { waitFor } from './wait.js';
+import { sleep, waitFor } from './wait.js';
 
 const N = 2000;
 const PROMETHEUS = `http://127.0.0.1:${process.env.PROMETHEUS_PORT ?? '39090'}`;
@@ -228,6 +228,8 @@ describe('real errors on the real node (podinfo --random-error)', function () {
     assert.ok(fiveXX > 0, 'the bad version really answered 5xx');
     assert.equal(image(await get<Deploy>(ns, 'deployment', name)), podinfoImage('a'), 'the live Deployment never left the stable image');
     await waitFor('the copy at zero Pods', async () => ((await get<Deploy>(ns, 'deployment', copy))?.status?.replicas ?? 0) === 0, { namespace: ns, timeoutMs: 60_000 });
+    await waitFor('the Service to have only the primary\'s endpoints', async () => !(await readyEndpoints(ns, name)).some((p) => p.startsWith(`${copy}-`)), { namespace: ns, timeoutMs: 30_000 });
+    await sleep(2000); // kube-proxy applies an endpoint change within its 1 s sync period
     const after = await burst(ip, 200);
     assert.deepEqual(failures(after), [], 'after the rollback every request succeeds');
     assert.ok(after.every((a) => a.message === `podinfo ${PODINFO_VERSION}-a`), 'and the stable version answers all of them');
