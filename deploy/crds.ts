@@ -11,6 +11,7 @@
 
 import { GROUP, VERSION } from '../core/contract.js';
 import { CANARY_PHASES, DURATION_PATTERN, WEBHOOK_TYPES } from '../core/api/types.js';
+import { PLAIN_PROVIDERS, PROVIDER_MESSAGE, SMI_PROVIDER_PATTERN, fieldSupportRules } from '../core/providers.js';
 
 export interface ValidationRule {
   rule: string;
@@ -124,6 +125,7 @@ const httpMatch: JSONSchemaProps = object(
     queryParams: { type: 'object', description: 'Query parameter name to match.', additionalProperties: stringMatch },
     uri: stringMatch,
     method: stringMatch,
+    sourceLabels: stringMap('Labels of the calling workload (istio).'),
   },
   { description: 'An HTTP request match; every condition given must hold.' },
 );
@@ -226,7 +228,20 @@ const canarySpec: JSONSchemaProps = object(
       },
       { description: 'The autoscaler of the target; copied for the canary.', required: ['kind', 'name'] },
     ),
-    provider: string({ description: 'How traffic is split.', enum: ['kubernetes', 'gatewayapi'], default: 'kubernetes' }),
+    ingressRef: object(
+      {
+        apiVersion: string({ enum: ['networking.k8s.io/v1'] }),
+        kind: string({ enum: ['Ingress'] }),
+        name: name('Name of the Ingress in the same namespace.'),
+      },
+      { description: 'The Ingress cloned as the canary Ingress (nginx provider).', required: ['kind', 'name'] },
+    ),
+    provider: string({
+      description: `How traffic is split: ${PLAIN_PROVIDERS.join(', ')}, or smi:v1alpha1|v1alpha2|v1alpha3[:<mesh>].`,
+      default: 'kubernetes',
+      maxLength: 63,
+      'x-kubernetes-validations': [{ rule: `self in [${PLAIN_PROVIDERS.map((p) => `'${p}'`).join(', ')}] || self.matches('${SMI_PROVIDER_PATTERN}')`, message: PROVIDER_MESSAGE }],
+    }),
     service: object(
       {
         name: name('Name of the apex Service; defaults to the target name.'),
@@ -247,7 +262,8 @@ const canarySpec: JSONSchemaProps = object(
           ),
           { description: 'Gateways the HTTPRoute attaches to (gatewayapi provider).', maxItems: 32 },
         ),
-        hosts: array(string(), { description: 'Hostnames of the HTTPRoute.', maxItems: 16 }),
+        gateways: array(string({ maxLength: 253 }), { description: 'Gateways of the VirtualService (istio; default mesh).', maxItems: 32 }),
+        hosts: array(string({ maxLength: 253 }), { description: 'Hostnames of the route.', maxItems: 16 }),
         headers: object({ request: headerOperations, response: headerOperations }, { description: 'Header operations applied by the route.' }),
         match: array(httpMatch, { description: 'Requests the route applies to.', maxItems: 16 }),
         retries: object(
@@ -259,6 +275,19 @@ const canarySpec: JSONSchemaProps = object(
           { description: 'Retry policy of the route.' },
         ),
         timeout: duration('Request timeout of the route.'),
+        trafficPolicy: { type: 'object', description: 'Traffic policy of the DestinationRules (istio), as Istio defines it.', 'x-kubernetes-preserve-unknown-fields': true },
+        corsPolicy: object(
+          {
+            allowOrigins: array(stringMatch, { maxItems: 32 }),
+            allowMethods: array(string(), { maxItems: 16 }),
+            allowHeaders: array(string(), { maxItems: 64 }),
+            exposeHeaders: array(string(), { maxItems: 64 }),
+            maxAge: duration('How long a preflight answer may be cached.'),
+            allowCredentials: boolean(),
+          },
+          { description: 'CORS policy of the route (istio).' },
+        ),
+        rewrite: object({ uri: string(), authority: string() }, { description: 'Rewrite of the path prefix and the authority (istio).', minProperties: 1 }),
         apex: metadataOverrides('apex'),
         primary: metadataOverrides('primary'),
         canary: metadataOverrides('canary'),
@@ -275,6 +304,20 @@ const canarySpec: JSONSchemaProps = object(
         stepWeightPromotion: weight('Weight moved to the primary at each promotion step.'),
         iterations: integer({ minimum: 0, description: 'Number of checks for A/B testing and blue/green.' }),
         match: array(httpMatch, { description: 'A/B testing: requests that go to the canary.', maxItems: 16 }),
+        mirror: boolean('Copy the requests to the canary, whose answers are discarded, while it has no weight (blue/green: the whole run; canary: the first step).'),
+        mirrorWeight: weight('Percent of the requests copied while mirroring; default 100.'),
+        sessionAffinity: object(
+          {
+            cookieName: string({ minLength: 1, maxLength: 64, pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", description: 'Cookie that keeps a client on the canary once it landed there.' }),
+            maxAge: integer({ minimum: 1, description: 'Seconds the canary cookie lives; default 86400.' }),
+            primaryCookieName: string({ minLength: 1, maxLength: 64, pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", description: 'Cookie that keeps a client on the primary once it landed there.' }),
+          },
+          {
+            description: 'Sticky sessions during a weighted run.',
+            required: ['cookieName'],
+            'x-kubernetes-validations': [{ rule: '!has(self.primaryCookieName) || self.primaryCookieName != self.cookieName', message: 'primaryCookieName must differ from cookieName' }],
+          },
+        ),
         primaryReadyThreshold: percent('Percent of primary pods that must be ready.'),
         canaryReadyThreshold: percent('Percent of canary pods that must be ready.'),
         metrics: array(
@@ -335,6 +378,9 @@ const canarySpec: JSONSchemaProps = object(
             rule: '!has(self.stepWeight) || !has(self.maxWeight) || self.stepWeight <= self.maxWeight',
             message: 'stepWeight must not exceed maxWeight',
           },
+          { rule: '!has(self.mirrorWeight) || (has(self.mirror) && self.mirror)', message: 'mirrorWeight needs mirror: true' },
+          { rule: '!has(self.mirror) || !self.mirror || !has(self.match)', message: 'mirror and match cannot be combined: A/B sends the matching requests themselves to the canary' },
+          { rule: '!has(self.sessionAffinity) || !has(self.iterations) || self.iterations == 0', message: 'sessionAffinity applies to weighted runs (no iterations)' },
         ],
       },
     ),
@@ -343,7 +389,7 @@ const canarySpec: JSONSchemaProps = object(
     suspend: boolean('Pause the canary: changes stay pending.'),
     revertOnDeletion: boolean('Restore the target when the Canary is deleted.'),
   },
-  { description: 'Desired canary behaviour.', required: ['targetRef', 'service'] },
+  { description: 'Desired canary behaviour.', required: ['targetRef', 'service'], 'x-kubernetes-validations': fieldSupportRules() },
 );
 
 const canaryStatus: JSONSchemaProps = object(

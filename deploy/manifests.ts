@@ -2,6 +2,7 @@
 // models, so a misspelt field does not compile). `canary-gate manifests`
 // writes them to deploy/base; deploy/crds holds the CRDs (deploy/crds.ts).
 
+import { allRouterResources } from '../core/providers.js';
 import type {
   AdmissionregistrationV1WebhookClientConfig,
   KubernetesObject,
@@ -144,12 +145,19 @@ const RW: string[] = ['get', 'list', 'watch', 'create', 'update', 'patch', 'dele
  * Secrets that MetricTemplates/AlertProviders reference (get only: it knows
  * the name and never lists), and records Events.
  */
+function routerResourceRules(): V1PolicyRule[] {
+  const byGroup = new Map<string, string[]>();
+  for (const r of allRouterResources()) byGroup.set(r.group, [...(byGroup.get(r.group) ?? []), r.plural]);
+  return [...byGroup].map(([group, resources]) => ({ apiGroups: [group], resources: [...new Set(resources)].sort(), verbs: RW }));
+}
+
 export function reconcilerClusterRole(): V1ClusterRole {
   const rules: V1PolicyRule[] = [
     { apiGroups: ['apps'], resources: ['deployments'], verbs: RW },
     { apiGroups: [''], resources: ['services'], verbs: RW },
     { apiGroups: ['autoscaling'], resources: ['horizontalpodautoscalers'], verbs: RW },
-    { apiGroups: ['gateway.networking.k8s.io'], resources: ['httproutes'], verbs: RW },
+    // What the routers write (core/providers.ts), one rule per API group.
+    ...routerResourceRules(),
     // create: a Deployment in an opted-in namespace gets a Canary from the defaults.
     { apiGroups: [GROUP], resources: ['canaries'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch'] },
     { apiGroups: [GROUP], resources: ['metrictemplates', 'alertproviders'], verbs: ['get', 'list', 'watch'] },

@@ -26,9 +26,10 @@ import { WorkQueue } from './kit/queue.js';
 import { Alerter } from './notify/alerts.js';
 import { Notifier } from './notify/notifier.js';
 import type { Caches, HttpRoute } from './observe/caches.js';
+import type { RouterResource } from '../core/providers.js';
 import { buildSyncContext, pendingChange, targetCache } from './observe/context.js';
 import { defaultCanaryFor } from './observe/defaults.js';
-import { Routers } from './routers/index.js';
+import { Routers, watchedRouterResources } from './routers/index.js';
 
 /** An object an Event is about: a Canary, or a target canary-gate released. */
 export interface EventObject {
@@ -121,7 +122,14 @@ export class Reconciler {
     const services = informer<k8s.V1Service & KubeObject>('/api/v1/services', 'services');
     const namespaces = informer<k8s.V1Namespace & KubeObject>('/api/v1/namespaces', 'namespaces', undefined, scope ? `metadata.name=${scope}` : undefined);
     const hpas = informer<k8s.V2HorizontalPodAutoscaler & KubeObject>('/apis/autoscaling/v2/horizontalpodautoscalers', 'hpas');
-    const httpRoutes = informer<HttpRoute & KubeObject>('/apis/gateway.networking.k8s.io/v1/httproutes', 'httproutes');
+    // One informer per resource the routers write (core/providers.ts); a CRD not installed is retried slowly.
+    const routerInformers = new Map<string, ResilientInformer<KubeObject>>();
+    const resourceKey = (r: RouterResource) => `${r.group}/${r.version}/${r.plural}`;
+    for (const r of watchedRouterResources()) {
+      const path = r.group ? `/apis/${r.group}/${r.version}/${r.plural}` : `/api/${r.version}/${r.plural}`;
+      routerInformers.set(resourceKey(r), informer<KubeObject>(path, r.plural));
+    }
+    const httpRoutes = routerInformers.get('gateway.networking.k8s.io/v1/httproutes') as unknown as ResilientInformer<HttpRoute & KubeObject>;
     const defaults = informer<k8s.V1ConfigMap & KubeObject>('/api/v1/configmaps', 'defaults', `${DEFAULTS_LABEL}=true`);
     const metricTemplates = informer<MetricTemplate & KubeObject>(`/apis/${GROUP}/${VERSION}/metrictemplates`, 'metrictemplates');
     const alertProviders = informer<AlertProvider & KubeObject>(`/apis/${GROUP}/${VERSION}/alertproviders`, 'alertproviders');
@@ -132,6 +140,10 @@ export class Reconciler {
       namespaces: cache(namespaces),
       hpas: cache(hpas),
       httpRoutes: cache(httpRoutes),
+      routerObjects: (r: RouterResource) => {
+        const inf = routerInformers.get(resourceKey(r));
+        return inf ? cache(inf) : undefined;
+      },
       defaults: cache(defaults),
       metricTemplates: cache(metricTemplates),
       alertProviders: cache(alertProviders),
@@ -183,7 +195,7 @@ export class Reconciler {
     });
     onAny(deployments, (d) => this.onWorkload('Deployment', d));
     onAny(services, (s) => this.onWorkload('Service', s));
-    onAny(httpRoutes, (r) => this.enqueueNamespace(r.metadata?.namespace ?? ''));
+    for (const inf of routerInformers.values()) onAny(inf, (r) => this.enqueueNamespace(r.metadata?.namespace ?? ''));
     onAny(hpas, (h) => this.enqueueNamespace(h.metadata?.namespace ?? ''));
     namespaces.on('update', (ns, old) => {
       if (ns.metadata?.labels?.[NAMESPACE_ENABLED_LABEL] !== old.metadata?.labels?.[NAMESPACE_ENABLED_LABEL]) {

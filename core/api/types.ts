@@ -59,7 +59,8 @@ export interface AutoscalerRef {
   name: string;
 }
 
-export type RouterProvider = 'kubernetes' | 'gatewayapi';
+/** A provider string (core/providers.ts says which are known and what they honour). */
+export type RouterProvider = string;
 
 /** Exactly one of the fields is set. */
 export interface StringMatch {
@@ -75,6 +76,8 @@ export interface HttpMatch {
   queryParams?: Record<string, StringMatch>;
   uri?: StringMatch;
   method?: StringMatch;
+  /** Labels of the calling workload (Istio only). */
+  sourceLabels?: Record<string, string>;
 }
 
 export interface HeaderOperations {
@@ -104,6 +107,21 @@ export interface GatewayRef {
   sectionName?: string;
 }
 
+/** Istio's CorsPolicy, the fields Flagger passes through. */
+export interface CorsPolicy {
+  allowOrigins?: StringMatch[];
+  allowMethods?: string[];
+  allowHeaders?: string[];
+  exposeHeaders?: string[];
+  maxAge?: Duration;
+  allowCredentials?: boolean;
+}
+
+export interface HttpRewrite {
+  uri?: string;
+  authority?: string;
+}
+
 export interface ObjectMetadataOverrides {
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
@@ -117,11 +135,17 @@ export interface CanaryService {
   targetPort?: number | string;
   portDiscovery?: boolean;
   gatewayRefs?: GatewayRef[];
+  /** Istio gateways of the VirtualService (default mesh). */
+  gateways?: string[];
   hosts?: string[];
   headers?: Headers;
   match?: HttpMatch[];
   retries?: Retries;
   timeout?: Duration;
+  /** Istio DestinationRule trafficPolicy, passed through as written. */
+  trafficPolicy?: Record<string, unknown>;
+  corsPolicy?: CorsPolicy;
+  rewrite?: HttpRewrite;
   apex?: ObjectMetadataOverrides;
   primary?: ObjectMetadataOverrides;
   canary?: ObjectMetadataOverrides;
@@ -185,6 +209,23 @@ export interface CanaryAlert {
   providerRef: CrossNamespaceReference;
 }
 
+/** Sticky sessions during a weighted run (Flagger's field names). */
+export interface SessionAffinity {
+  /** Cookie that pins a client to the canary once the router sent it there. */
+  cookieName: string;
+  /** Seconds the canary cookie lives; default 86400. */
+  maxAge?: number;
+  /** Cookie that pins a client to the primary once it landed there. */
+  primaryCookieName?: string;
+}
+
+export interface IngressRef {
+  /** networking.k8s.io/v1 */
+  apiVersion?: string;
+  kind: 'Ingress';
+  name: string;
+}
+
 export interface CanaryAnalysis {
   /** default 60s */
   interval?: Duration;
@@ -196,6 +237,11 @@ export interface CanaryAnalysis {
   stepWeightPromotion?: number;
   iterations?: number;
   match?: HttpMatch[];
+  /** Copy the primary's requests to the canary (answers discarded) while it has no weight. */
+  mirror?: boolean;
+  /** Percent of the requests copied while mirroring; default 100. */
+  mirrorWeight?: number;
+  sessionAffinity?: SessionAffinity;
   primaryReadyThreshold?: number;
   canaryReadyThreshold?: number;
   metrics?: CanaryMetric[];
@@ -206,6 +252,8 @@ export interface CanaryAnalysis {
 export interface CanarySpec {
   targetRef: TargetRef;
   autoscalerRef?: AutoscalerRef;
+  /** The user's Ingress, cloned as the canary Ingress (nginx). */
+  ingressRef?: IngressRef;
   /** default kubernetes */
   provider?: RouterProvider;
   service: CanaryService;

@@ -13,6 +13,7 @@ import type { SyncContext } from '../observe/context.js';
 import type { Effect } from '../decide/transition.js';
 import { buildCopy, copyChange, forReplace, ownedBy } from './copy.js';
 import { targetClient, type TargetClients } from './targets.js';
+import { splitFor } from '../routers/split.js';
 
 export interface EffectClients extends TargetClients {
   custom: k8s.CustomObjectsApi;
@@ -112,7 +113,7 @@ export async function applyEffect(effect: Effect, ctx: SyncContext, hooks: Effec
       if (!ctx.live) return; // nothing left to route to
       hooks.assertLeader();
       // The router writes only when the split in force differs.
-      return ctx.router.setWeight(ctx, effect.weight, canary.spec.analysis?.match);
+      return ctx.router.setWeight(ctx, splitFor(canary, { weight: effect.weight, revision: effect.revision, ...(effect.mirror ? { mirror: effect.mirror } : {}), intervalMs: ctx.observed.analysis.intervalMs }));
     case 'ensure-canary-copy':
       return ensureCopy(effect, ctx, api, write);
     case 'scale-canary-to-zero': {

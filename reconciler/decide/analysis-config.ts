@@ -14,6 +14,8 @@ export interface ResolvedAnalysis {
   maxWeight: number;
   iterations: number;
   match: HttpMatch[];
+  /** Percent of the requests copied to the canary while it has no weight (0: no mirroring). */
+  mirrorPercent: number;
   progressDeadlineMs: number;
   skipAnalysis: boolean;
   suspend: boolean;
@@ -81,6 +83,7 @@ export function resolveAnalysis(spec: CanarySpec): ResolvedAnalysis {
     maxWeight: weights[weights.length - 1] ?? DEFAULT_MAX_WEIGHT,
     iterations,
     match,
+    mirrorPercent: a.mirror ? (a.mirrorWeight ?? 100) : 0,
     progressDeadlineMs: (spec.progressDeadlineSeconds ?? DEFAULT_PROGRESS_DEADLINE_SECONDS) * 1000,
     skipAnalysis: spec.skipAnalysis ?? false,
     suspend: spec.suspend ?? false,

@@ -77,6 +77,8 @@ export interface Observed {
   router: RouterTraits;
   /** Canary weight the router has in force now (0 when all traffic goes to the primary). */
   routedWeight: number;
+  /** Percent of the requests the router copies to the canary now (mirroring); absent = none. */
+  routedMirror?: number;
   commands: Commands;
   /**
    * Objects under names the Canary needs (its copy, the router's objects)
@@ -117,8 +119,8 @@ export type Effect =
   | { type: 'remove-router' }
   /** Create or update `<name>-canary` from the pending spec, with `weight` (router decides the size). */
   | { type: 'ensure-canary-copy'; revision: string; weight: number }
-  /** Traffic split; 0 sends everything to the primary. */
-  | { type: 'set-weight'; weight: number; revision: string }
+  /** Traffic split; 0 sends everything to the primary. `mirror`: percent of the requests copied to the canary. */
+  | { type: 'set-weight'; weight: number; revision: string; mirror?: number }
   | { type: 'scale-canary-to-zero' }
   | { type: 'delete-canary-copy' }
   /** One write: live spec := pending spec and pending annotations removed, if the pending revision is still `revision`. */
@@ -275,7 +277,7 @@ class Machine {
     const pending = target.pendingRevision;
     // Re-assert the idle state: after a crash between a status write and its
     // effects, this is what finishes a rollback, a cancel or a promotion.
-    if (this.obs.routedWeight > 0) this.effects.push({ type: 'set-weight', weight: 0, revision: this.status.pendingRevision ?? '' });
+    if (this.obs.routedWeight > 0 || (this.obs.routedMirror ?? 0) > 0) this.effects.push({ type: 'set-weight', weight: 0, revision: this.status.pendingRevision ?? '' });
     if (this.obs.copy.exists && this.obs.copy.replicas > 0) this.effects.push({ type: 'scale-canary-to-zero' });
     if (!pending) {
       this.noteBypass();
@@ -373,9 +375,12 @@ class Machine {
     // difference): a crash between a status write and its effects heals here.
     // A/B routes the matching requests (weight 100 of them) once the copy is ready.
     const routed = a.strategy === 'ab' ? (copyReady ? 100 : 0) : (this.status.canaryWeight ?? 0);
+    // Mirroring (analysis.mirror) while the ready canary has no weight of its
+    // own: a blue/green run's whole analysis, a canary run's first interval.
+    const mirror = a.mirrorPercent > 0 && copyReady && routed === 0 && a.strategy !== 'ab' ? a.mirrorPercent : 0;
     this.effects.push(
       { type: 'ensure-canary-copy', revision, weight: this.currentCopyWeight() },
-      { type: 'set-weight', weight: routed, revision },
+      { type: 'set-weight', weight: routed, revision, ...(mirror ? { mirror } : {}) },
     );
     // The deadline runs from the last step that changed something, not from the
     // start of the run: a long, healthy canary must not time out.

@@ -3,6 +3,7 @@
 
 import type * as k8s from '@kubernetes/client-node';
 import type { AlertProvider, Canary, MetricTemplate } from '../../core/api/types.js';
+import type { RouterResource } from '../../core/providers.js';
 
 export interface ObjectCache<T> {
   get(namespace: string, name: string): T | undefined;
@@ -27,4 +28,6 @@ export interface Caches {
   defaults: ObjectCache<k8s.V1ConfigMap>;
   metricTemplates: ObjectCache<MetricTemplate>;
   alertProviders: ObjectCache<AlertProvider>;
+  /** The informer cache of a resource a router writes (core/providers.ts ROUTER_RESOURCES). */
+  routerObjects?: (resource: RouterResource) => ObjectCache<unknown> | undefined;
 }

@@ -142,6 +142,7 @@ export function buildSyncContext(canary: Canary, caches: Caches, router: Router,
     if (revision) copyView.revision = revision;
   }
 
+  const routed = router.getWeights(ctx);
   ctx.observed = {
     now,
     generation: canary.metadata.generation ?? 0,
@@ -152,7 +153,8 @@ export function buildSyncContext(canary: Canary, caches: Caches, router: Router,
     status: (canary.status ?? {}) as RolloutStatus,
     target: targetView,
     copy: copyView,
-    routedWeight: router.getWeights(ctx).canary,
+    routedWeight: routed.canary,
+    ...(routed.mirror ? { routedMirror: routed.mirror } : {}),
     commands: commandsOf(canary),
     blockers: [
       ...(foreign ? [`${kind.kind} ${namespace}/${canaryName(name)} exists and was not created by canary-gate; canary-gate leaves it alone: rename it, or the target, to run canaries`] : []),

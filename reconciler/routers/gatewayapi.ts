@@ -30,7 +30,8 @@ import { apexServiceName, buildRouterService, canaryOwnerReference, ownedBy, ren
 import { buildCanaryRouterService, isTrafficShifting, primarySelector } from './kubernetes.js';
 import { FIELD_MANAGER, NameTakenError, OwnedObjects } from './owned.js';
 import { RouterServices } from './services.js';
-import type { Router, RouterContext, RouterTraits, Weights } from './router.js';
+import type { Router, RouterContext, RouterTraits, Split, StickyCookie, Weights } from './router.js';
+import { cookieHeaderRegex, setCookieValue } from './split.js';
 import { CANARY_SUFFIX, MANAGED_BY, MANAGED_BY_LABEL, PRIMARY_SUFFIX } from '../../core/contract.js';
 
 export const GATEWAY_GROUP = 'gateway.networking.k8s.io';
@@ -40,6 +41,10 @@ export const HTTPROUTE_PLURAL = 'httproutes';
 export const WEIGHT_RULE = 'canary-gate';
 /** Name of the A/B rule: matching requests go to the canary. */
 export const MATCH_RULE = 'canary-gate-ab';
+/** Names of the session-affinity rules: a request with the side's cookie goes to that side. */
+export const STICKY_CANARY_RULE = 'canary-gate-sticky';
+export const STICKY_PRIMARY_RULE = 'canary-gate-sticky-primary';
+const OUR_RULES = new Set([WEIGHT_RULE, MATCH_RULE, STICKY_CANARY_RULE, STICKY_PRIMARY_RULE]);
 
 // ------------------------------------------------------------------ HTTPRoute shapes (the parts we read and write)
 
@@ -253,7 +258,45 @@ function isService(ref: BackendRef): boolean {
 
 /** Whether the rule is one canary-gate added (by name). */
 export function isOurRule(rule: RouteRule): boolean {
-  return rule.name === WEIGHT_RULE || rule.name === MATCH_RULE;
+  return OUR_RULES.has(rule.name ?? '');
+}
+
+/** Mirroring and sticky sessions, as the route spells them. */
+export interface RouteExtras {
+  /** Percent of the weight rule's requests copied to the canary (0 = none). */
+  mirror: number;
+  sticky?: Split['sticky'];
+}
+
+/** Our RequestMirror filter on the weight rule: it copies to the canary Service. */
+function isOurMirror(f: RouteFilter, plan: Pick<RoutePlan, 'canary'>): boolean {
+  const ref = (f as { requestMirror?: { backendRef?: BackendRef } }).requestMirror?.backendRef;
+  return f.type === 'RequestMirror' && !!ref && ref.name === plan.canary && isService(ref);
+}
+
+function mirrorPercent(rule: RouteRule | undefined, plan: Pick<RoutePlan, 'canary'>): number {
+  const f = (rule?.filters ?? []).find((x) => isOurMirror(x, plan)) as { requestMirror?: { percent?: number; fraction?: { numerator: number; denominator?: number } } } | undefined;
+  if (!f) return 0;
+  const m = f.requestMirror ?? {};
+  if (m.percent !== undefined) return m.percent;
+  if (m.fraction) return Math.round((100 * m.fraction.numerator) / (m.fraction.denominator ?? 100));
+  return 100;
+}
+
+function mirrorFilter(plan: RoutePlan, percent: number): RouteFilter {
+  const requestMirror: Record<string, unknown> = { backendRef: { group: '', kind: 'Service', name: plan.canary, port: plan.port } };
+  if (percent < 100) requestMirror.percent = percent;
+  return { type: 'RequestMirror', requestMirror };
+}
+
+function setCookieFilter(cookie: StickyCookie): RouteFilter {
+  return { type: 'ResponseHeaderModifier', responseHeaderModifier: { add: [{ name: 'Set-Cookie', value: setCookieValue(cookie) }] } };
+}
+
+/** The matches of a sticky rule: the weight rule's matches, each also asking for the cookie. */
+function stickyMatches(plan: RoutePlan, cookie: StickyCookie): RouteMatch[] {
+  const base = plan.matches ?? [{ path: { type: 'PathPrefix', value: '/' } }];
+  return base.map((m) => ({ ...structuredClone(m), headers: [...(m.headers ?? []), { type: 'RegularExpression', name: 'Cookie', value: cookieHeaderRegex(cookie) }] }));
 }
 
 /**
@@ -273,9 +316,10 @@ export function readWeights(route: HTTPRoute | undefined, plan: Pick<RoutePlan, 
     if (ref.name === plan.primary) p += ref.weight ?? 1;
     else if (ref.name === plan.canary) c += ref.weight ?? 1;
   }
-  if (p + c === 0) return { primary: 100, canary: 0 };
+  const mirror = mirrorPercent(rule, plan);
+  if (p + c === 0) return { primary: 100, canary: 0, ...(mirror ? { mirror } : {}) };
   const canary = Math.round((100 * c) / (p + c));
-  return { primary: 100 - canary, canary };
+  return { primary: 100 - canary, canary, ...(mirror ? { mirror } : {}) };
 }
 
 function sameParent(a: ParentRef, b: ParentRef, ns: string): boolean {
@@ -314,9 +358,10 @@ function ownedFields(rule: RouteRule, plan: RoutePlan, isWeightRule: boolean): R
  * The route with canary-gate's rules in the wanted state. `weight`
  * undefined keeps the current split (or 0% for a new rule); `ab` undefined
  * keeps the A/B rule as it is, null removes it, a list of matches puts it in
- * place. Pure: `existing` is not modified.
+ * place; `extras` undefined keeps mirroring and sticky rules as they are,
+ * else puts them in the given state. Pure: `existing` is not modified.
  */
-export function desiredRoute(existing: HTTPRoute | undefined, plan: RoutePlan, weight?: number, ab?: RouteMatch[] | null): HTTPRoute {
+export function desiredRoute(existing: HTTPRoute | undefined, plan: RoutePlan, weight?: number, ab?: RouteMatch[] | null, extras?: RouteExtras): HTTPRoute {
   const route: HTTPRoute = existing
     ? editable(existing)
     : {
@@ -343,12 +388,58 @@ export function desiredRoute(existing: HTTPRoute | undefined, plan: RoutePlan, w
   if (plan.canaryAlways || w > 0) refs.push(serviceRef(plan.canary, plan.port, w));
 
   let wi = rules.findIndex((r) => r.name === WEIGHT_RULE);
+  const previous = wi >= 0 ? (rules[wi] as RouteRule) : undefined;
+  if (extras) {
+    // Session affinity: each side's answers set its cookie (backend filters).
+    const canaryRef = refs.find((r) => r.name === plan.canary);
+    if (extras.sticky && canaryRef && w > 0) {
+      canaryRef.filters = [setCookieFilter(extras.sticky.canary)];
+      const primaryRef = refs[0] as BackendRef;
+      if (extras.sticky.primary) primaryRef.filters = [setCookieFilter(extras.sticky.primary)];
+    }
+  } else if (previous) {
+    // Kept as they are: the backend filters of our refs.
+    for (const ref of refs) {
+      const old = (previous.backendRefs ?? []).find((b) => b.name === ref.name && isService(b));
+      if (old?.filters) ref.filters = structuredClone(old.filters);
+    }
+  }
   if (wi >= 0) {
-    rules[wi] = { ...ownedFields(rules[wi] as RouteRule, plan, true), backendRefs: refs };
+    const rule = ownedFields(rules[wi] as RouteRule, plan, true);
+    if (extras) {
+      const others = (rule.filters ?? []).filter((f) => !isOurMirror(f, plan));
+      const filters = extras.mirror > 0 ? [...others, mirrorFilter(plan, extras.mirror)] : others;
+      if (filters.length) rule.filters = filters;
+      else delete rule.filters;
+    }
+    rules[wi] = { ...rule, backendRefs: refs };
   } else {
     const rule = ownedFields({ name: WEIGHT_RULE, matches: [{ path: { type: 'PathPrefix', value: '/' } }] }, plan, true);
+    if (extras && extras.mirror > 0) rule.filters = [...(rule.filters ?? []), mirrorFilter(plan, extras.mirror)];
     rules.unshift({ ...rule, backendRefs: refs });
     wi = 0;
+  }
+  if (extras) {
+    // The sticky rules sit before the weight rule: a cookie match is more specific anyway.
+    for (const [ruleName, cookie, backend] of [
+      [STICKY_CANARY_RULE, w > 0 ? extras.sticky?.canary : undefined, plan.canary],
+      [STICKY_PRIMARY_RULE, w > 0 ? extras.sticky?.primary : undefined, plan.primary],
+    ] as const) {
+      const at = rules.findIndex((r) => r.name === ruleName);
+      if (!cookie) {
+        if (at >= 0) {
+          rules.splice(at, 1);
+          if (at < wi) wi--;
+        }
+        continue;
+      }
+      const rule: RouteRule = { ...ownedFields(at >= 0 ? (rules[at] as RouteRule) : { name: ruleName }, plan, false), matches: stickyMatches(plan, cookie), backendRefs: [serviceRef(backend, plan.port, 100)] };
+      if (at >= 0) rules[at] = rule;
+      else {
+        rules.splice(wi, 0, rule);
+        wi++;
+      }
+    }
   }
 
   const ai = rules.findIndex((r) => r.name === MATCH_RULE);
@@ -377,9 +468,15 @@ export function releasedRoute(existing: HTTPRoute, plan: RoutePlan, handBackTo?:
   const route = editable(existing);
   const rules: RouteRule[] = [];
   for (const r of route.spec.rules ?? []) {
-    if (r.name === MATCH_RULE) continue;
+    if (r.name === MATCH_RULE || r.name === STICKY_CANARY_RULE || r.name === STICKY_PRIMARY_RULE) continue;
     if (r.name === WEIGHT_RULE) {
-      if (handBackTo) rules.push({ ...r, backendRefs: [serviceRef(handBackTo, plan.port, 1)] });
+      if (handBackTo) {
+        const kept: RouteRule = { ...r, backendRefs: [serviceRef(handBackTo, plan.port, 1)] };
+        const filters = (r.filters ?? []).filter((f) => !isOurMirror(f, plan));
+        if (filters.length) kept.filters = filters;
+        else delete kept.filters;
+        rules.push(kept);
+      }
       continue;
     }
     rules.push(r);
@@ -515,13 +612,17 @@ export class GatewayApiRouter implements Router {
     await this.writeRoute(ctx, plan, (cur) => desiredRoute(cur, plan));
   }
 
-  async setWeight(ctx: RouterContext, weight: number, match?: HttpMatch[]): Promise<void> {
+  async setWeight(ctx: RouterContext, split: Split): Promise<void> {
     const plan = routePlan(ctx);
-    // The common case, every sync of a progressing run: the split is in force already.
-    if (!match?.length && readWeights(this.cached(plan.namespace, plan.name), plan).canary === weight) return;
-    await this.ensureServices(ctx);
+    const { weight, match } = split;
+    const extras: RouteExtras = { mirror: split.mirror ?? 0, ...(split.sticky ? { sticky: split.sticky } : {}) };
     const ab = weight > 0 && match && match.length > 0 ? toRouteMatches(match) : null;
-    await this.writeRoute(ctx, plan, (cur) => desiredRoute(cur, plan, weight, ab));
+    // The common case, every sync of a progressing run: the split is in force
+    // already (desiredRoute on the cached route changes nothing).
+    const cached = this.cached(plan.namespace, plan.name);
+    if (cached && !routeDiffers(cached, desiredRoute(cached, plan, weight, ab, extras))) return;
+    await this.ensureServices(ctx);
+    await this.writeRoute(ctx, plan, (cur) => desiredRoute(cur, plan, weight, ab, extras));
   }
 
   getWeights(ctx: RouterContext): Weights {
@@ -536,7 +637,7 @@ export class GatewayApiRouter implements Router {
       const involved = (r: HTTPRoute | undefined): r is HTTPRoute => !!r && (ownedBy(r, ctx.canary) || (r.spec?.rules ?? []).some(isOurRule));
       // 1. Everything to the primary, in our rules as they are (a route
       //    without our rules is not touched).
-      const current = await this.writeRoute(ctx, plan, (cur) => (cur && (cur.spec?.rules ?? []).some(isOurRule) ? desiredRoute(cur, plan, 0, null) : undefined));
+      const current = await this.writeRoute(ctx, plan, (cur) => (cur && (cur.spec?.rules ?? []).some(isOurRule) ? desiredRoute(cur, plan, 0, null, { mirror: 0 }) : undefined));
       // 2. Remove what is ours; the route keeps serving throughout.
       if (involved(current)) {
         if (ownedBy(current, ctx.canary) && foreignRules(current).length === 0) {

@@ -1,9 +1,10 @@
 // The routers by `spec.provider` (Flagger's provider strings). The one place
-// that knows which routers exist: adding one is a file in this folder and a
-// line here.
+// that knows which routers exist: adding one is a file in this folder, a line
+// here, and its row in core/providers.ts (what it writes, which fields it
+// honours).
 
 import type * as k8s from '@kubernetes/client-node';
-import type { RouterProvider } from '../../core/api/types.js';
+import { ROUTER_RESOURCES, routerFamily, type RouterFamily, type RouterResource } from '../../core/providers.js';
 import type { Caches } from '../observe/caches.js';
 import { GATEWAY_API_TRAITS, GatewayApiRouter } from './gatewayapi.js';
 import { KUBERNETES_TRAITS, KubernetesRouter } from './kubernetes.js';
@@ -12,18 +13,27 @@ import type { Router, RouterTraits } from './router.js';
 export interface RouterDeps {
   core: k8s.CoreV1Api;
   custom: k8s.CustomObjectsApi;
-  caches: Pick<Caches, 'services' | 'httpRoutes'>;
+  caches: Pick<Caches, 'services' | 'httpRoutes' | 'routerObjects'>;
 }
 
-const REGISTRY: Record<RouterProvider, { traits: RouterTraits; create(deps: RouterDeps): Router }> = {
+interface Entry {
+  traits: RouterTraits;
+  /** One router for a family; `provider` is the exact provider string (SMI versions differ in their objects). */
+  create(deps: RouterDeps, provider: string): Router;
+}
+
+const REGISTRY: Partial<Record<RouterFamily, Entry>> = {
   kubernetes: { traits: KUBERNETES_TRAITS, create: (d) => new KubernetesRouter({ core: d.core, caches: d.caches }) },
   gatewayapi: { traits: GATEWAY_API_TRAITS, create: (d) => new GatewayApiRouter({ core: d.core, custom: d.custom, caches: d.caches }) },
 };
 
-export const DEFAULT_PROVIDER: RouterProvider = 'kubernetes';
+export const DEFAULT_PROVIDER = 'kubernetes';
 
-function entry(provider: string | undefined) {
-  return REGISTRY[(provider ?? DEFAULT_PROVIDER) as RouterProvider] ?? REGISTRY[DEFAULT_PROVIDER];
+function entry(provider: string | undefined): Entry {
+  const family = routerFamily(provider ?? DEFAULT_PROVIDER);
+  const found = family ? REGISTRY[family] : undefined;
+  // The CRD refuses unknown providers; a Canary stored before a downgrade falls back to the safe default.
+  return found ?? (REGISTRY.kubernetes as Entry);
 }
 
 /** The traits of the router a Canary's `spec.provider` names (static: no router is built). */
@@ -31,7 +41,14 @@ export function routerTraits(provider: string | undefined): RouterTraits {
   return entry(provider).traits;
 }
 
-/** One router of each provider, sharing the reconciler's API clients and caches. */
+/** The resources the routers read through informers (the reconciler starts one per resource). */
+export function watchedRouterResources(): RouterResource[] {
+  const out: RouterResource[] = [];
+  for (const family of Object.keys(REGISTRY) as RouterFamily[]) out.push(...ROUTER_RESOURCES[family]);
+  return out;
+}
+
+/** One router per provider string, sharing the reconciler's API clients and caches. */
 export class Routers {
   private readonly byProvider = new Map<string, Router>();
 
@@ -41,7 +58,7 @@ export class Routers {
   for(provider: string | undefined): Router {
     const key = provider ?? DEFAULT_PROVIDER;
     let router = this.byProvider.get(key);
-    if (!router) this.byProvider.set(key, (router = entry(key).create(this.deps)));
+    if (!router) this.byProvider.set(key, (router = entry(key).create(this.deps, key)));
     return router;
   }
 }

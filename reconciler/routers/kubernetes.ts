@@ -20,7 +20,7 @@ import type { Canary } from '../../core/api/types.js';
 import { CANARY_ROLE, CANARY_SUFFIX, ROLE_LABEL } from '../../core/contract.js';
 import { apexServiceName, buildRouterService, renameSelectorLabels, routerServicePorts, selectorKeys } from '../apply/copy.js';
 import type { ObjectCache } from '../observe/caches.js';
-import type { Router, RouterContext, RouterTraits, Weights } from './router.js';
+import type { Router, RouterContext, RouterTraits, Split, Weights } from './router.js';
 import { RouterServices } from './services.js';
 
 /** A percentage of traffic below which a split counts as reached: getWeights reports whole percents. */
@@ -145,7 +145,7 @@ export class KubernetesRouter implements Router {
    * sizes the copy (ensure-canary-copy). Blue/green, A/B and Service
    * targets shift no traffic at all.
    */
-  async setWeight(_ctx: RouterContext, _weight: number): Promise<void> {}
+  async setWeight(_ctx: RouterContext, _split: Split): Promise<void> {}
 
   getWeights(ctx: RouterContext): Weights {
     if (ctx.canary.spec.targetRef.kind === 'Service' || !isTrafficShifting(ctx.canary)) return { primary: 100, canary: 0 };

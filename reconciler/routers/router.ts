@@ -25,6 +25,33 @@ export interface RouterContext {
 export interface Weights {
   primary: number;
   canary: number;
+  /** Percent of the requests copied to the canary (mirroring), where the router mirrors. */
+  mirror?: number;
+}
+
+/** A cookie a router sets on answers of one side and matches to keep a client there. */
+export interface StickyCookie {
+  name: string;
+  /** Derived from the Canary and the revision: a new revision never inherits an old pin. */
+  value: string;
+  /** Seconds the browser keeps it. */
+  maxAge: number;
+}
+
+/** The traffic a sync wants in force (the state machine's desired state, spelled for routers). */
+export interface Split {
+  /** Percent of the requests sent to the canary (0 = none). */
+  weight: number;
+  /** A/B: requests matching any of these go to the canary. */
+  match?: HttpMatch[];
+  /** Percent of the primary's requests copied to the canary, answers discarded (0 or absent = none). */
+  mirror?: number;
+  /**
+   * Session affinity while the canary has weight: a client the router sent
+   * to the canary gets `canary` and stays there; with `primary`, a client
+   * that landed on the primary stays there too.
+   */
+  sticky?: { canary: StickyCookie; primary?: StickyCookie };
 }
 
 /** What the rest of the reconciler must know about a router, declared once by each router. */
@@ -36,6 +63,13 @@ export interface RouterTraits {
    * 0 with a ready copy), and setWeight has nothing to write.
    */
   readonly copySharesUserService: boolean;
+  /**
+   * Built-in metric queries read from the proxy's own metrics (templated
+   * PromQL, `{{ namespace }}`, `{{ service }}`, `{{ target }}`,
+   * `{{ interval }}`), replacing the Pod-level defaults of
+   * analysis/metrics/builtins.ts for the names given.
+   */
+  readonly builtinMetrics?: Readonly<Record<string, string>>;
 }
 
 export interface Router {
@@ -60,11 +94,13 @@ export interface Router {
   /** Creates or updates the router's objects, all traffic to the primary if they are new. Idempotent. */
   reconcile(ctx: RouterContext): Promise<void>;
   /**
-   * Sends `weight` percent (0 = none) to the canary; `match` routes matching
-   * requests to the canary (A/B). Called every sync with the desired
-   * weight: writes only when the split in force differs.
+   * Puts `split` in force: its weight (0 = none) to the canary, A/B matches,
+   * mirroring and sticky cookies. Called every sync with the desired split:
+   * writes only when the split in force differs. A router that cannot
+   * express part of it never sees it: core/providers.ts makes the API
+   * server refuse such a Canary.
    */
-  setWeight(ctx: RouterContext, weight: number, match?: HttpMatch[]): Promise<void>;
+  setWeight(ctx: RouterContext, split: Split): Promise<void>;
   /**
    * The split in force now, as observed from the caches (no API call): what
    * the router's objects say, or for a router whose weight is the copy's

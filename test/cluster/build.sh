@@ -237,6 +237,39 @@ fetch_gateway_api_crds() {
   touch "$out/.done"
 }
 
+# A traffic provider's CRDs from its own Go module, pinned in versions.env:
+# name, module@version, then paths inside the module (files or globs). They
+# land in $cache/provider-crds/<name>-<version>/, which up.sh applies, so the
+# API server validates every object a router writes against the provider's
+# real schema.
+fetch_module_crds() {
+  local name=$1 modver=$2
+  shift 2
+  local out="$cache/provider-crds/$name-${modver##*@}"
+  [ -f "$out/.done" ] && return 0
+  need_go
+  log "fetching the $name CRDs from $modver"
+  local d f n=0
+  d=$(cd "$cache" && GOFLAGS=-mod=mod go mod download -json "$modver" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+  [ -n "$d" ] || { echo "go mod download $modver gave no directory"; exit 1; }
+  mkdir -p "$out"
+  for f in "$@"; do
+    # shellcheck disable=SC2086 # the path may be a glob
+    for g in $d/$f; do
+      [ -f "$g" ] || { echo "$modver has no $f"; exit 1; }
+      n=$((n + 1))
+      cp "$g" "$out/$n-$(basename "$g")"
+    done
+  done
+  chmod u+w "$out"/*
+  touch "$out/.done"
+}
+
+provider_crds() {
+  # One line per provider (the routers of reconciler/routers/).
+  :
+}
+
 install_prometheus() {
   [ -x /usr/bin/prometheus ] && return 0
   log "installing Prometheus from Debian's packages"
@@ -253,6 +286,7 @@ step() { # name, then the function: runs it and prints its time
 step "control plane" build_kubernetes
 step kwok build_kwok
 step "gateway api crds" fetch_gateway_api_crds
+step "provider crds" provider_crds
 step prometheus install_prometheus
 step "node packages" install_node_packages
 step "kubelet, kube-proxy, crictl" build_node

@@ -165,6 +165,12 @@ wait_for "nodes to become Ready" 60 "$dir/bin/kubectl" --kubeconfig "$kc" wait -
 log "installing the Gateway API $GATEWAY_API_VERSION CRDs"
 "$dir/bin/kubectl" --kubeconfig "$kc" apply --server-side --field-manager=canary-gate-cluster \
   -f "${CANARY_GATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/canary-gate}/gateway-api-$GATEWAY_API_VERSION/" >/dev/null
+# The traffic providers' CRDs (build.sh fetched them from their modules), if any.
+for d in "${CANARY_GATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/canary-gate}"/provider-crds/*/; do
+  [ -d "$d" ] || continue
+  log "installing the CRDs of $(basename "$d")"
+  "$dir/bin/kubectl" --kubeconfig "$kc" apply --server-side --force-conflicts --field-manager=canary-gate-cluster -f "$d" >/dev/null
+done
 wait_for "the default ServiceAccount" 60 "$dir/bin/kubectl" --kubeconfig "$kc" -n default get serviceaccount default
 
 "$here/node-up.sh"

@@ -135,13 +135,13 @@ describe('routers on a real API server', function () {
       const before = await getRoute(ns, 'web');
       const svcBefore = await getService(ns, 'web-primary');
       await router.reconcile(ctx);
-      await router.setWeight(ctx, 0);
+      await router.setWeight(ctx, { weight: 0 });
       assert.equal((await getRoute(ns, 'web'))?.metadata.resourceVersion, before?.metadata.resourceVersion);
       assert.equal((await getService(ns, 'web-primary'))?.metadata?.resourceVersion, svcBefore?.metadata?.resourceVersion);
     });
 
     it('setWeight changes the backendRef weights', async () => {
-      await router.setWeight(ctx, 30);
+      await router.setWeight(ctx, { weight: 30 });
       const route = await getRoute(ns, 'web');
       const refs = route?.spec.rules?.find((r) => r.name === WEIGHT_RULE)?.backendRefs?.map((b) => [b.name, b.weight]);
       assert.deepEqual(refs, [
@@ -163,8 +163,8 @@ describe('routers on a real API server', function () {
         ]),
       ]);
       await router.reconcile(ctx);
-      await router.setWeight(ctx, 50);
-      await router.setWeight(ctx, 60, [{ headers: { 'x-canary': { exact: 'insider' }, cookie: { regex: '^(.*?;)?(canary=always)(;.*)?$' } } }]);
+      await router.setWeight(ctx, { weight: 50 });
+      await router.setWeight(ctx, { weight: 60, match: [{ headers: { 'x-canary': { exact: 'insider' }, cookie: { regex: '^(.*?;)?(canary=always)(;.*)?$' } } }] });
       let after = (await getRoute(ns, 'web'))!;
       assert.deepEqual(
         after.spec.rules?.map((r) => r.name),
@@ -176,7 +176,7 @@ describe('routers on a real API server', function () {
       assert.equal(after.metadata.annotations?.['team.example.com/owner'], 'web');
       assert.deepEqual(readWeights(after, routePlan(ctx)), { primary: 40, canary: 60 });
 
-      await router.setWeight(ctx, 0);
+      await router.setWeight(ctx, { weight: 0 });
       after = (await getRoute(ns, 'web'))!;
       assert.deepEqual(
         after.spec.rules?.map((r) => r.name),
@@ -186,7 +186,7 @@ describe('routers on a real API server', function () {
     });
 
     it('finalize sends everything to the primary, keeps the user rule and leaves the apex Service serving', async () => {
-      await router.setWeight(ctx, 20);
+      await router.setWeight(ctx, { weight: 20 });
       await router.finalize(ctx);
       const route = await getRoute(ns, 'web');
       assert.ok(route, 'a route holding the user rule is kept');
@@ -210,7 +210,7 @@ describe('routers on a real API server', function () {
       const canary = await anchorCanary(ns, 'shop', { ...gatewaySpec, service: { port: 80, hosts: ['shop.example.com'] } });
       const c = await context(ns, canary, 'shop', 'shop');
       await router.reconcile(c);
-      await router.setWeight(c, 10);
+      await router.setWeight(c, { weight: 10 });
       assert.ok(await getRoute(ns, 'shop'));
       await router.finalize(c);
       assert.equal(await getRoute(ns, 'shop'), undefined);
@@ -228,7 +228,7 @@ describe('routers on a real API server', function () {
       await router.reconcile(c);
       let route = (await getRoute(ns, 'api'))!;
       assert.deepEqual(route.spec.rules?.[0]?.backendRefs?.map((b) => [b.name, b.weight]), [['api', 100]]);
-      await router.setWeight(c, 25);
+      await router.setWeight(c, { weight: 25 });
       route = (await getRoute(ns, 'api'))!;
       assert.deepEqual(route.spec.rules?.[0]?.backendRefs?.map((b) => [b.name, b.weight]), [
         ['api', 75],

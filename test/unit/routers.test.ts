@@ -493,7 +493,7 @@ describe('gatewayapi router against an in-memory API', () => {
         await r.reconcile(c);
         api.sync();
         await r.reconcile(c);
-        await r.setWeight(c, 0);
+        await r.setWeight(c, { weight: 0 });
         assert.equal(api.writes(), n, 'no write when nothing changed');
       });
 
@@ -504,10 +504,10 @@ describe('gatewayapi router against an in-memory API', () => {
         await r.reconcile(c);
         api.sync();
         const n = api.writes();
-        await r.setWeight(c, 30);
+        await r.setWeight(c, { weight: 30 });
         assert.equal(api.writes(), n + 1);
         assert.deepEqual(r.getWeights(c), { primary: 70, canary: 30 });
-        await r.setWeight(c, 30);
+        await r.setWeight(c, { weight: 30 });
         assert.equal(api.writes(), n + 1);
       });
 
@@ -522,7 +522,7 @@ describe('gatewayapi router against an in-memory API', () => {
         const edited = structuredClone(route);
         edited.spec.rules!.push({ matches: [{ path: { type: 'PathPrefix', value: '/admin' } }], backendRefs: [{ name: 'admin', port: 8080 }] });
         api.routes.set('web', { ...edited, metadata: { ...edited.metadata, resourceVersion: '999' } });
-        await r.setWeight(c, 50);
+        await r.setWeight(c, { weight: 50 });
         const after = api.routes.get('web')!;
         assert.equal(after.spec.rules?.length, 2);
         assert.deepEqual(readWeights(after, routePlan(c)), { primary: 50, canary: 50 });
@@ -533,7 +533,7 @@ describe('gatewayapi router against an in-memory API', () => {
         const r = gatewayRouter(api, withCaches);
         const c = ctx(gatewayCanary());
         await r.reconcile(c);
-        await r.setWeight(c, 40);
+        await r.setWeight(c, { weight: 40 });
         api.sync();
         await r.finalize(c);
         assert.equal(api.routes.size, 0);
@@ -588,7 +588,7 @@ describe('gatewayapi router against an in-memory API', () => {
     const r = gatewayRouter(api, false);
     const c = ctx(gatewayCanary());
     await r.reconcile(c);
-    await r.setWeight(c, 20);
+    await r.setWeight(c, { weight: 20 });
     assert.equal(api.routes.get('web')?.spec.rules?.length, 2);
     await r.finalize(c);
     const after = api.routes.get('web')!;
@@ -626,7 +626,7 @@ describe('kubernetes router against an in-memory API', () => {
       ['create service/web-canary'],
     );
     assert.deepEqual(api.services.get('web-canary')?.spec?.selector, { app: 'web-canary', [ROLE_LABEL]: 'canary' });
-    await r.setWeight(bg, 50);
+    await r.setWeight(bg, { weight: 50 });
     assert.equal(api.writes(), 1, 'setWeight writes nothing');
     await r.finalize(bg);
     assert.equal(api.services.size, 0);

@@ -22,6 +22,7 @@ import type { Counter, Histogram, Registry } from '../../../core/metrics.js';
 import type { MetricChecker } from '../checks.js';
 import type { CheckResult } from '../../decide/transition.js';
 import { BUILTIN_METRICS, builtinQuery } from './builtins.js';
+import { routerTraits } from '../../routers/index.js';
 import { scrub } from './http.js';
 import { createProvider, ProviderError } from './provider.js';
 import { metricIntervalMs, renderQuery, templateContext } from './template.js';
@@ -123,7 +124,8 @@ export class TemplateMetricChecker implements MetricChecker {
       if (!template) return error(`${who}: MetricTemplate ${ns}/${ref.name} not found`);
       source = { provider: template.spec.provider, query: template.spec.query, namespace: ns, label: `MetricTemplate ${ns}/${ref.name}` };
     } else {
-      const query = builtinQuery(metric.name);
+      // A router with a proxy of its own reads the proxy's metrics (routers declare them); else the Pods' own.
+      const query = routerTraits(canary.spec.provider).builtinMetrics?.[metric.name] ?? builtinQuery(metric.name);
       if (!query) {
         return error(`${who}: no templateRef, and "${metric.name}" is not a built-in metric (${Object.keys(BUILTIN_METRICS).join(', ')})`);
       }
