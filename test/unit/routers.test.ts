@@ -632,3 +632,94 @@ describe('kubernetes router against an in-memory API', () => {
     assert.equal(api.services.size, 0);
   });
 });
+
+// ------------------------------------------------------------------ gatewayapi: mirroring and sticky sessions
+
+describe('gatewayapi: mirroring and session affinity', () => {
+  const sticky = {
+    canary: { name: 'canary-session', value: 'c0ffee', maxAge: 86400 },
+    primary: { name: 'primary-session', value: 'feed01', maxAge: 10 },
+  };
+  const rule = (route: HTTPRoute, name: string) => route.spec.rules?.find((r) => r.name === name);
+
+  it('mirrors N percent of the weight rule to the canary Service, reports it, and stops at 0', () => {
+    const plan = routePlan(ctx(gatewayCanary()));
+    const mirrored = desiredRoute(undefined, plan, 0, null, { mirror: 25 });
+    const filter = rule(mirrored, WEIGHT_RULE)?.filters?.find((f) => f.type === 'RequestMirror') as { requestMirror?: { backendRef?: { name: string }; percent?: number } };
+    assert.equal(filter?.requestMirror?.backendRef?.name, 'web-canary');
+    assert.equal(filter?.requestMirror?.percent, 25);
+    assert.deepEqual(readWeights(mirrored, plan), { primary: 100, canary: 0, mirror: 25 });
+    const full = desiredRoute(mirrored, plan, 0, null, { mirror: 100 });
+    assert.equal((rule(full, WEIGHT_RULE)?.filters?.[0] as { requestMirror?: { percent?: number } }).requestMirror?.percent, undefined, '100% is the filter without a percent');
+    assert.equal(readWeights(full, plan).mirror, 100);
+    const stopped = desiredRoute(full, plan, 20, null, { mirror: 0 });
+    assert.equal(rule(stopped, WEIGHT_RULE)?.filters, undefined);
+    assert.equal(readWeights(stopped, plan).mirror, undefined);
+  });
+
+  it('keeps a mirror filter of the user (to another Service) and the mirror in force when extras are not given', () => {
+    const plan = routePlan(ctx(gatewayCanary()));
+    const mirrored = desiredRoute(undefined, plan, 0, null, { mirror: 50 });
+    const theirs = { type: 'RequestMirror', requestMirror: { backendRef: { name: 'audit', port: 80 } } };
+    rule(mirrored, WEIGHT_RULE)?.filters?.unshift(theirs);
+    const reconciled = desiredRoute(mirrored, plan);
+    assert.equal(readWeights(reconciled, plan).mirror, 50, 'reconcile without extras keeps the mirror');
+    const stopped = desiredRoute(reconciled, plan, 0, null, { mirror: 0 });
+    assert.deepEqual(rule(stopped, WEIGHT_RULE)?.filters, [theirs]);
+  });
+
+  it('sticky: cookie rules before the weight rule send each side its clients; each side sets its cookie', () => {
+    const plan = routePlan(ctx(gatewayCanary()));
+    const route = desiredRoute(undefined, plan, 30, null, { mirror: 0, sticky });
+    const names = route.spec.rules?.map((r) => r.name);
+    assert.deepEqual(names, ['canary-gate-sticky', 'canary-gate-sticky-primary', WEIGHT_RULE]);
+    const canaryRule = rule(route, 'canary-gate-sticky');
+    assert.deepEqual(canaryRule?.backendRefs?.map((b) => [b.name, b.weight]), [['web-canary', 100]]);
+    const cookieMatch = canaryRule?.matches?.[0]?.headers?.[0];
+    assert.equal(cookieMatch?.name, 'Cookie');
+    assert.equal(cookieMatch?.type, 'RegularExpression');
+    const re = new RegExp(cookieMatch?.value ?? '');
+    assert.ok(re.test('a=1; canary-session=c0ffee; b=2') && re.test('canary-session=c0ffee'), 'matches the cookie anywhere in the header');
+    assert.ok(!re.test('canary-session=c0ffee1') && !re.test('xcanary-session=c0ffee'), 'and only that cookie with that value');
+    assert.deepEqual(rule(route, 'canary-gate-sticky-primary')?.backendRefs?.map((b) => b.name), ['web-primary']);
+    const refs = rule(route, WEIGHT_RULE)?.backendRefs ?? [];
+    const setCookie = (name: string) => JSON.stringify(refs.find((b) => b.name === name)?.filters);
+    assert.match(setCookie('web-canary'), /Set-Cookie.*canary-session=c0ffee; Max-Age=86400; Path=\//);
+    assert.match(setCookie('web-primary'), /Set-Cookie.*primary-session=feed01; Max-Age=10; Path=\//);
+    assert.equal(readWeights(route, plan).canary, 30, 'the sticky rules do not change the weight read back');
+  });
+
+  it('sticky rules go when the canary has no weight or the run ends, and the route is released without them', () => {
+    const plan = routePlan(ctx(gatewayCanary()));
+    const route = desiredRoute(undefined, plan, 30, null, { mirror: 0, sticky });
+    const kept = desiredRoute(route, plan);
+    assert.equal(kept.spec.rules?.length, 3, 'kept as they are without extras');
+    const off = desiredRoute(route, plan, 0, null, { mirror: 0, sticky });
+    assert.deepEqual(off.spec.rules?.map((r) => r.name), [WEIGHT_RULE], 'weight 0 pins nobody');
+    assert.equal(off.spec.rules?.[0]?.backendRefs?.some((b) => b.filters), false);
+    assert.deepEqual(releasedRoute(route, plan, 'web').spec.rules?.map((r) => r.name), [WEIGHT_RULE]);
+  });
+
+  it('the router writes the mirror and sticky split once, then nothing while it is in force', async () => {
+    const api = new FakeApi();
+    const r = gatewayRouter(api, true);
+    const c = ctx(gatewayCanary());
+    await r.reconcile(c);
+    api.sync();
+    let n = api.writes();
+    await r.setWeight(c, { weight: 0, mirror: 40 });
+    assert.equal(api.writes(), n + 1);
+    api.sync();
+    await r.setWeight(c, { weight: 0, mirror: 40 });
+    assert.equal(api.writes(), n + 1, 'no second write');
+    assert.equal(r.getWeights(c).mirror, 40);
+    n = api.writes();
+    await r.setWeight(c, { weight: 20, sticky });
+    api.sync();
+    await r.setWeight(c, { weight: 20, sticky });
+    assert.equal(api.writes(), n + 1);
+    assert.equal(r.getWeights(c).mirror, undefined, 'the weight step ended the mirroring');
+    await r.finalize(c);
+    assert.equal(api.routes.size, 0);
+  });
+});

@@ -840,6 +840,44 @@ describe('transition: the rollout state machine', () => {
       assert.equal(status.phase, 'Promoting');
     });
 
+    it('blue/green with mirror: the ready copy gets a copy of mirrorWeight percent of the requests for the whole analysis, none after', () => {
+      const analysis: CanaryAnalysis = { iterations: 2, mirror: true, mirrorWeight: 30, webhooks: [hook('rollout')] };
+      const spec = { provider: 'gatewayapi' };
+      const notReady = transition(progressing({ spec, analysis, status: { canaryWeight: 0 }, copy: { ready: false } }));
+      assert.ok(notReady.effects.every((e) => e.type !== 'set-weight' || e.mirror === undefined), 'no mirroring to a copy that is not ready');
+      let status = running({ canaryWeight: 0 });
+      const mirrors: Array<number | undefined> = [];
+      for (let i = 0; i < 5 && status.phase === 'Progressing'; i++) {
+        const t = reconcile(progressing({ spec, analysis, status, now: T0 + (i + 1) * MIN }));
+        for (const e of t.effects) if (e.type === 'set-weight') mirrors.push(e.mirror);
+        assert.ok(t.effects.every((e) => e.type !== 'set-weight' || e.weight === 0), 'mirroring shifts no traffic');
+        status = t.status;
+      }
+      assert.equal(status.phase, 'Promoting');
+      assert.ok(mirrors.length > 0 && mirrors.every((m) => m === 30), `every analysis step mirrors 30%: ${mirrors.join(',')}`);
+    });
+
+    it('canary with mirror: the first interval at weight 0 mirrors 100%, the weight steps do not', () => {
+      const analysis: CanaryAnalysis = { stepWeight: 20, maxWeight: 40, mirror: true, webhooks: [hook('rollout')] };
+      const spec = { provider: 'gatewayapi' };
+      const first = reconcile(progressing({ spec, analysis, status: { canaryWeight: 0 }, now: T0 + MIN }));
+      const firstSplit = first.effects.filter((e) => e.type === 'set-weight');
+      assert.equal(firstSplit[0]?.type === 'set-weight' && firstSplit[0].mirror, 100, 'mirrors while at weight 0');
+      assert.equal(first.status.canaryWeight, 20);
+      const advanced = first.effects.filter((e) => e.type === 'set-weight').at(-1);
+      assert.ok(advanced?.type === 'set-weight' && advanced.weight === 20 && advanced.mirror === undefined, 'the step to 20% ends the mirroring');
+      const next = transition(progressing({ spec, analysis, status: first.status, now: T0 + MIN + 1 }));
+      assert.ok(next.effects.every((e) => e.type !== 'set-weight' || e.mirror === undefined));
+    });
+
+    it('a mirror left in force after the run (a crash before the effect) is removed by the idle state', () => {
+      const t = transition(observed({ spec: { provider: 'gatewayapi' }, analysis: { mirror: true } }));
+      assert.ok(!t.effects.some((e) => e.type === 'set-weight'), 'nothing to do without a mirror');
+      const o = observed({ spec: { provider: 'gatewayapi' }, analysis: { mirror: true } });
+      o.routedMirror = 100;
+      assert.ok(transition(o).effects.some((e) => e.type === 'set-weight' && e.weight === 0 && e.mirror === undefined));
+    });
+
     it('blue/green: a failing interval counts a failure, not an iteration', () => {
       const analysis: CanaryAnalysis = { iterations: 3, webhooks: [hook('rollout')] };
       const t = reconcile(progressing({ analysis, status: { canaryWeight: 0, iterations: 1 } }), answer({ rollout: gate('rollout', false) }));
