@@ -40,7 +40,25 @@ describe('CRDs on a real API server', function () {
     ['a malformed interval', { interval: 'soon' }, {}, /interval/],
     ['an unknown router', {}, { provider: 'carrier-pigeon' }, /provider/],
     ['an unknown field', { stepWieght: 10 }, {}, /stepWieght/],
+    ['a provider Flagger has but canary-gate has not', {}, { provider: 'appmesh' }, /provider must be one of kubernetes, gatewayapi, istio, linkerd, osm, smi, nginx, traefik, contour/],
+    ['an SMI version that does not exist', {}, { provider: 'smi:v1alpha9' }, /provider must be one of/],
+    // No field accepted and ignored: a field the chosen router cannot express is refused, naming who honours it.
+    ['a route timeout on the kubernetes router', {}, { service: { port: 80, timeout: '5s' } }, /service\.timeout is honoured only by the providers gatewayapi/],
+    ['A/B matches on the kubernetes router', { iterations: 3, match: [{ headers: { x: { exact: 'y' } } }] }, {}, /analysis\.match is honoured only by the providers/],
+    ['mirroring on the kubernetes router', { mirror: true }, {}, /analysis\.mirror is honoured only by the providers/],
+    ['mirrorWeight without mirror', { mirrorWeight: 20 }, { provider: 'gatewayapi' }, /mirrorWeight needs mirror: true/],
+    ['mirroring with A/B matches', { iterations: 2, mirror: true, match: [{ headers: { x: { exact: 'y' } } }] }, { provider: 'gatewayapi' }, /mirror and match cannot be combined/],
+    ['session affinity on a blue/green run', { iterations: 2, sessionAffinity: { cookieName: 'c' } }, { provider: 'gatewayapi' }, /sessionAffinity applies to weighted runs/],
+    ['a cookie name with a space', { sessionAffinity: { cookieName: 'my cookie' } }, { provider: 'gatewayapi' }, /cookieName/],
   ];
+
+  it('accepts mirroring and session affinity with the gatewayapi router', async function () {
+    const spec = { provider: 'gatewayapi' };
+    await kubectlOk(['-n', ns, 'apply', '--validate=strict', '-f', '-'], { input: JSON.stringify(canary('mirrored', { iterations: 3, mirror: true, mirrorWeight: 50 }, spec)) });
+    await kubectlOk(['-n', ns, 'apply', '--validate=strict', '-f', '-'], {
+      input: JSON.stringify(canary('sticky', { stepWeight: 10, sessionAffinity: { cookieName: 'canary', primaryCookieName: 'primary', maxAge: 600 } }, spec)),
+    });
+  });
   for (const [what, analysis, extra, field] of invalid) {
     it(`rejects a Canary with ${what}, naming the field`, async function () {
       // Strict field validation is done by the API server (kubectl only asks for it),
