@@ -88,6 +88,8 @@ export interface Answer {
   /** podinfo's `message`: which image answered. */
   message?: string;
   error?: string;
+  /** For an answer that is not podinfo's JSON: its Server header and the start of its body, to tell who answered. */
+  other?: string;
 }
 
 /**
@@ -106,7 +108,9 @@ export function getInfo(ip: string, port = 80, timeoutMs = 3000): Promise<Answer
           answer.pod = body.hostname;
           answer.message = body.message;
         } catch {
-          /* not podinfo's JSON: status only */
+          // Not podinfo's JSON (its random errors have no body): keep enough to say who answered.
+          const body = Buffer.concat(chunks).toString('utf8').slice(0, 60).replace(/[^\x20-\x7e]/g, '.');
+          if (body || res.headers.server) answer.other = `server=${res.headers.server ?? '-'} body=${JSON.stringify(body)}`;
         }
         resolve(answer);
       });

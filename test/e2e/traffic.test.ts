@@ -201,6 +201,7 @@ describe('real errors on the real node (podinfo --random-error)', function () {
     await waitFor('2 ready endpoints', async () => (await readyEndpoints(ns, name)).length === 2, { namespace: ns, timeoutMs: 30_000 });
 
     const prober = new Prober(ip, { rate: 40, concurrency: 4, maxMs: 240_000 }).start();
+    const started = Date.now();
     let seen: Answer[] = [];
     try {
       await apply(ns, podinfoDeployment(name, { tag: 'b', replicas: 2, args: ['--random-error'] }));
@@ -217,7 +218,7 @@ describe('real errors on the real node (podinfo --random-error)', function () {
     // podinfo's random errors (500, 400, 409) carry no body, so they name no Pod;
     // the stable version fails nothing, so every error is the bad version's.
     const errors = seen.filter((a) => a.status !== 200);
-    assert.deepEqual(errors.filter((a) => ![500, 400, 409].includes(a.status) || a.pod !== undefined).map((a) => `${a.status} ${a.pod ?? ''} ${a.error ?? ''}`), [], 'every failure is one of podinfo --random-error');
+    assert.deepEqual(errors.filter((a) => ![500, 400, 409].includes(a.status) || a.pod !== undefined).map((a) => `${a.status} ${a.pod ?? ''} ${a.error ?? ''} ${a.other ?? ''} at +${a.at - started} ms`), [], 'every failure is one of podinfo --random-error');
     const byCanary = seen.filter((a) => a.pod?.startsWith(`${copy}-`)).length + errors.length;
     const fiveXX = errors.filter((a) => a.status >= 500).length;
     console.log(
@@ -241,5 +242,5 @@ function image(d: Deploy | undefined): string | undefined {
 }
 
 function failures(answers: Answer[]): string[] {
-  return answers.filter((a) => a.status !== 200).map((a) => `${a.status} ${a.pod ?? ''} ${a.error ?? ''}`.trim());
+  return answers.filter((a) => a.status !== 200).map((a) => `${a.status} ${a.pod ?? ''} ${a.error ?? ''} ${a.other ?? ''}`.trim());
 }
