@@ -185,6 +185,37 @@ describe('routers on a real API server', function () {
       assert.equal(after.spec.rules?.[0]?.filters?.[0]?.type, 'ResponseHeaderModifier');
     });
 
+    it('mirroring and sticky sessions: the API server keeps the RequestMirror percent, the cookie rules and the Set-Cookie backend filters', async () => {
+      await router.setWeight(ctx, { weight: 0, mirror: 40 });
+      let after = (await getRoute(ns, 'web'))!;
+      assert.equal(readWeights(after, routePlan(ctx)).mirror, 40, 'the installed schema keeps requestMirror.percent');
+      const sticky = { canary: { name: 'canary-session', value: 'c0ffee', maxAge: 600 }, primary: { name: 'primary-session', value: 'feed01', maxAge: 5 } };
+      await router.setWeight(ctx, { weight: 30, sticky });
+      after = (await getRoute(ns, 'web'))!;
+      assert.deepEqual(after.spec.rules?.map((r) => r.name).slice(0, 3), ['canary-gate-sticky', 'canary-gate-sticky-primary', WEIGHT_RULE]);
+      const weighted = after.spec.rules?.find((r) => r.name === WEIGHT_RULE);
+      assert.ok(!weighted?.filters?.some((f) => f.type === 'RequestMirror'), 'the weight step ended the mirroring');
+      assert.match(JSON.stringify(weighted?.backendRefs?.find((b) => b.name === 'web-canary')?.filters), /canary-session=c0ffee; Max-Age=600/);
+      assert.match(JSON.stringify(weighted?.backendRefs?.find((b) => b.name === 'web-primary')?.filters), /primary-session=feed01; Max-Age=5/);
+      assert.deepEqual(readWeights(after, routePlan(ctx)), { primary: 70, canary: 30 });
+      await router.setWeight(ctx, { weight: 0 });
+      after = (await getRoute(ns, 'web'))!;
+      assert.deepEqual(after.spec.rules?.map((r) => r.name), [WEIGHT_RULE, undefined], 'the cookie rules go with the weight');
+    });
+
+    it('GAMMA (mesh) mode: an HTTPRoute whose parentRef is the apex Service, as Linkerd, Istio ambient and Cilium read it', async () => {
+      await kubectlOk(['-n', ns, 'apply', '-f', '-'], { input: yamlOf(deployment('meshy', { image: 'meshy:1', replicas: 1 }), service('meshy', { selector: { app: 'meshy' } })) });
+      const mesh = await anchorCanary(ns, 'meshy', { provider: 'gatewayapi', service: { port: 80, gatewayRefs: [{ group: '', kind: 'Service', name: 'meshy' }] } });
+      const meshCtx = await context(ns, mesh, 'meshy', 'meshy');
+      await router.reconcile(meshCtx);
+      await router.setWeight(meshCtx, { weight: 10 });
+      const route = (await getRoute(ns, 'meshy'))!;
+      assert.deepEqual(route.spec.parentRefs, [{ group: '', kind: 'Service', name: 'meshy' }]);
+      assert.deepEqual(readWeights(route, routePlan(meshCtx)), { primary: 90, canary: 10 });
+      await router.finalize(meshCtx);
+      assert.equal(await getRoute(ns, 'meshy'), undefined);
+    });
+
     it('finalize sends everything to the primary, keeps the user rule and leaves the apex Service serving', async () => {
       await router.setWeight(ctx, { weight: 20 });
       await router.finalize(ctx);
