@@ -11,7 +11,14 @@ import { startReconciler, type RunningReconciler } from './reconciler-process.js
 import { waitFor } from './wait.js';
 
 interface Route {
-  spec: { rules: { name?: string; matches?: { headers?: { name: string; value: string }[] }[]; backendRefs: { name: string; weight?: number }[] }[] };
+  spec: {
+    rules: {
+      name?: string;
+      matches?: { headers?: { name: string; value: string }[] }[];
+      filters?: { type: string; requestMirror?: { backendRef: { name: string }; percent?: number } }[];
+      backendRefs: { name: string; weight?: number }[];
+    }[];
+  };
 }
 interface Deploy {
   spec: { replicas?: number; template: { spec: { containers: { image: string }[] } } };
@@ -83,6 +90,28 @@ describe('traffic routing on a real control plane', function () {
     await waitFor('Succeeded', async () => (await phase(name)) === 'Succeeded', { namespace: ns, timeoutMs: 60_000 });
     await waitFor('the header rule to be gone', async () => !(await get<Route>(ns, 'httproute', name))?.spec.rules.some((r) => r.name === 'canary-gate-ab'), { namespace: ns });
     assert.equal(image(await get<Deploy>(ns, 'deployment', name)), 'example.test/ab:2');
+  });
+
+  it('gatewayapi blue/green with mirroring: the route copies requests to the canary during the analysis only', async function () {
+    const name = 'mirrored';
+    await apply(ns, canary(name, {
+      provider: 'gatewayapi',
+      targetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name },
+      service: { port: 80, targetPort: 'http' },
+      analysis: { interval: '2s', iterations: 3, mirror: true, mirrorWeight: 50 },
+    }));
+    await apply(ns, deployment(name, { image: 'example.test/mirrored:1' }));
+    await apply(ns, service(name, { selector: { app: name } }));
+    await waitFor('Initialized', async () => (await phase(name)) === 'Initialized', { namespace: ns, timeoutMs: 30_000 });
+    await apply(ns, deployment(name, { image: 'example.test/mirrored:2' }));
+    const weightRule = async () => (await get<Route>(ns, 'httproute', name))?.spec.rules.find((r) => r.name === 'canary-gate');
+    const mirror = await waitFor('the mirror filter', async () => (await weightRule())?.filters?.find((f) => f.type === 'RequestMirror'), { namespace: ns, timeoutMs: 30_000 });
+    assert.equal(mirror.requestMirror?.backendRef.name, `${name}-canary`);
+    assert.equal(mirror.requestMirror?.percent, 50);
+    assert.deepEqual((await weightRule())?.backendRefs.map((b) => [b.name, b.weight]), [[`${name}-primary`, 100], [`${name}-canary`, 0]], 'clients are answered by the primary only');
+    await waitFor('Succeeded', async () => (await phase(name)) === 'Succeeded', { namespace: ns, timeoutMs: 60_000 });
+    await waitFor('the mirror to be gone', async () => !(await weightRule())?.filters?.some((f) => f.type === 'RequestMirror'), { namespace: ns });
+    assert.equal(image(await get<Deploy>(ns, 'deployment', name)), 'example.test/mirrored:2');
   });
 
   it('a Service target: an externalName moved to another cluster is tested as <name>-canary, then promoted', async function () {
