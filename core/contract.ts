@@ -17,6 +17,12 @@ export const MANAGED_LABEL = 'canarygate.dev/managed';
 export const SKIP_LABEL = 'canarygate.dev/skip';
 /** ConfigMaps with this label hold a namespace's Canary defaults (key `canary`). */
 export const DEFAULTS_LABEL = 'canarygate.dev/defaults';
+/**
+ * Change freeze: on a Namespace, "true" holds every run in it at its current
+ * step; on the reconciler's own namespace, "all" holds every run it manages.
+ */
+export const FREEZE_LABEL = 'canarygate.dev/freeze';
+export const FREEZE_ALL = 'all';
 /** Names the revision a canary copy runs (on the copy and on its pod template). */
 export const REVISION_LABEL = 'canarygate.dev/revision';
 /** Tells a canary copy (and its Pods) apart from everything else: value `canary`. */
@@ -82,6 +88,8 @@ export const CONTRACT: readonly ContractEntry[] = [
   { name: `${MANAGED_LABEL}: "true"`, kind: 'label on a Deployment or Service' },
   { name: `${SKIP_LABEL}: "true"`, kind: 'Deployment label' },
   { name: `${DEFAULTS_LABEL}: "true"`, kind: 'ConfigMap label' },
+  { name: `${FREEZE_LABEL}: "true"`, kind: 'Namespace label' },
+  { name: `${FREEZE_LABEL}: "${FREEZE_ALL}"`, kind: "label on the reconciler's namespace" },
   { name: PENDING_REVISION, kind: 'annotation on a Deployment or Service' },
   { name: PENDING_SPEC, kind: 'annotation on a Deployment or Service' },
   { name: COMMAND_ANNOTATIONS.promote, kind: 'Canary annotation' },

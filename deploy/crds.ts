@@ -388,6 +388,25 @@ const canarySpec: JSONSchemaProps = object(
     skipAnalysis: boolean('Promote without analysis.'),
     suspend: boolean('Pause the canary: changes stay pending.'),
     revertOnDeletion: boolean('Restore the target when the Canary is deleted.'),
+    promotion: object(
+      {
+        windows: array(
+          object(
+            {
+              schedule: string({
+                description: 'Cron expression, five fields (minute hour day-of-month month day-of-week): the minutes it matches are open.',
+                pattern: '^\\s*\\S+(\\s+\\S+){4}\\s*$',
+                maxLength: 128,
+              }),
+              timeZone: string({ description: 'IANA time zone of the schedule; default UTC.', maxLength: 64 }),
+            },
+            { required: ['schedule'] },
+          ),
+          { description: 'Runs advance and promote only inside one of these windows; a pending change starts only inside one.', minItems: 1, maxItems: 16 },
+        ),
+      },
+      { description: 'When a change may move forward.' },
+    ),
   },
   { description: 'Desired canary behaviour.', required: ['targetRef', 'service'], 'x-kubernetes-validations': fieldSupportRules() },
 );

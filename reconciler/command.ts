@@ -152,6 +152,8 @@ export async function runReconciler(opts: ReconcilerProcessOptions): Promise<num
       record: (obj, type, reason, message) => void events.event(obj as never, type, reason, message),
     },
     registry,
+    // The reconciler's own namespace carries the cluster-wide freeze switch (canarygate.dev/freeze=all).
+    clusterFreezeNamespace: opts.namespace ?? opts.leaseNamespace,
     ...(opts.namespace ? { namespace: opts.namespace } : {}),
     ...(opts.prometheusAddress ? { prometheusAddress: opts.prometheusAddress } : {}),
   });

@@ -10,7 +10,7 @@ import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { errorMessage } from '../core/api/client.js';
 import type { AlertProvider, Canary, CanarySpec, MetricTemplate } from '../core/api/types.js';
-import { DEFAULTS_LABEL, GROUP, MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, REVISION_LABEL, SKIP_LABEL, TRUE, VERSION, canaryName } from '../core/contract.js';
+import { DEFAULTS_LABEL, GROUP, MANAGED_LABEL, FREEZE_LABEL, NAMESPACE_ENABLED_LABEL, REVISION_LABEL, SKIP_LABEL, TRUE, VERSION, canaryName } from '../core/contract.js';
 import { Registry, type Gauge, type Histogram } from '../core/metrics.js';
 import { targetKind } from '../core/targets/index.js';
 import { runChecks, type MetricChecker } from './analysis/checks.js';
@@ -61,6 +61,8 @@ export interface ReconcilerOptions {
   namespace?: string;
   /** How long a managed object that no Canary targets waits before it is released (a new Canary may not be in the cache yet). */
   orphanGraceMs?: number;
+  /** The namespace whose label canarygate.dev/freeze=all freezes every run (the reconciler's own). */
+  clusterFreezeNamespace?: string;
 }
 
 const DEFAULT_ORPHAN_GRACE_MS = 10_000;
@@ -198,6 +200,11 @@ export class Reconciler {
     for (const inf of routerInformers.values()) onAny(inf, (r) => this.enqueueNamespace(r.metadata?.namespace ?? ''));
     onAny(hpas, (h) => this.enqueueNamespace(h.metadata?.namespace ?? ''));
     namespaces.on('update', (ns, old) => {
+      // A freeze set or lifted acts within one sync of every Canary in its scope.
+      if (ns.metadata?.labels?.[FREEZE_LABEL] !== old.metadata?.labels?.[FREEZE_LABEL]) {
+        if (ns.metadata?.name === opts.clusterFreezeNamespace) for (const c of this.caches.canaries.list()) this.queue.add(keyOf(c as KubeObject));
+        else this.enqueueNamespace(ns.metadata?.name ?? '');
+      }
       if (ns.metadata?.labels?.[NAMESPACE_ENABLED_LABEL] !== old.metadata?.labels?.[NAMESPACE_ENABLED_LABEL]) {
         for (const d of this.caches.deployments.list(ns.metadata?.name)) this.onWorkload('Deployment', d as KubeObject);
       }
@@ -399,7 +406,9 @@ export class Reconciler {
     }
 
     // One context for the whole sync: the state machine, the routers and the effects all read it.
-    const seen = buildSyncContext(canary, this.caches, this.routers.for(canary.spec.provider), Date.now());
+    const seen = buildSyncContext(canary, this.caches, this.routers.for(canary.spec.provider), Date.now(), {
+      ...(this.opts.clusterFreezeNamespace ? { clusterFreezeNamespace: this.opts.clusterFreezeNamespace } : {}),
+    });
     if (seen.pendingError) this.opts.events.record(canary, 'Warning', ControllerReason.InvalidPendingRevision, seen.pendingError);
 
     let t: Transition = transition(seen.observed);

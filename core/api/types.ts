@@ -249,6 +249,19 @@ export interface CanaryAnalysis {
   alerts?: CanaryAlert[];
 }
 
+/** One promotion window: the minutes a cron expression matches, in a time zone. */
+export interface PromotionWindow {
+  /** Five-field cron expression (minute hour day-of-month month day-of-week). */
+  schedule: string;
+  /** IANA time zone; default UTC. */
+  timeZone?: string;
+}
+
+export interface CanaryPromotion {
+  /** Runs advance and promote only inside one of these; none = always. */
+  windows?: PromotionWindow[];
+}
+
 export interface CanarySpec {
   targetRef: TargetRef;
   autoscalerRef?: AutoscalerRef;
@@ -264,6 +277,7 @@ export interface CanarySpec {
   skipAnalysis?: boolean;
   suspend?: boolean;
   revertOnDeletion?: boolean;
+  promotion?: CanaryPromotion;
 }
 
 export type CanaryPhase =

@@ -46,6 +46,10 @@ export const EventReason = {
   Terminating: 'Terminating',
   /** A name the Canary needs (its copy, a router's object) is held by an object canary-gate did not create. */
   NameTaken: 'NameTaken',
+  /** A change freeze or a closed promotion window holds the Canary's runs (once per hold). */
+  Held: 'Held',
+  /** The freeze was lifted or a window opened: runs go on. */
+  Resumed: 'Resumed',
 } as const;
 export type EventReason = (typeof EventReason)[keyof typeof EventReason];
 
@@ -83,6 +87,8 @@ export const ConditionType = {
   Bypassed: 'Bypassed',
   /** True while a name the Canary needs is held by an object canary-gate did not create: no run starts or advances. */
   NameTaken: 'NameTaken',
+  /** True while a change freeze or a closed promotion window holds the Canary's runs at their current step. */
+  Held: 'Held',
 } as const;
 export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
 
@@ -96,6 +102,14 @@ export const ConditionReason = {
   LiveSpecChanged: 'LiveSpecChanged',
   NameTaken: 'NameTaken',
   NamesFree: 'NamesFree',
+  /** Held: the namespace, or every namespace, is frozen (canarygate.dev/freeze). */
+  Frozen: 'Frozen',
+  /** Held: outside every spec.promotion.windows entry. */
+  OutsideWindow: 'OutsideWindow',
+  /** Held: a promotion window cannot be read; nothing advances on a schedule canary-gate cannot read. */
+  InvalidWindow: 'InvalidWindow',
+  /** Held=False: the hold ended. */
+  Resumed: 'Resumed',
   ...RollbackCause,
 } as const;
 export type ConditionReason = (typeof ConditionReason)[keyof typeof ConditionReason];

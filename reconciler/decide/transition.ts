@@ -86,6 +86,16 @@ export interface Observed {
    * to rename. No run starts or advances while there are any.
    */
   blockers: string[];
+  /** A change freeze or a closed promotion window: runs hold at their current step, no pending change starts. */
+  hold?: Hold;
+}
+
+/** Why runs hold now (observe/context.ts derives it from namespace labels and spec.promotion.windows). */
+export interface Hold {
+  reason: 'Frozen' | 'OutsideWindow' | 'InvalidWindow';
+  message: string;
+  /** When the hold is known to end (the next window opening), epoch ms. */
+  untilMs?: number;
 }
 
 /** One check's outcome, as the caller ran it. */
@@ -213,6 +223,7 @@ class Machine {
     // A name the Canary needs is the user's: no run starts or advances (a
     // promotion already written still completes).
     const blocked = this.noteBlockers();
+    this.noteHold();
     switch (phase) {
       case 'Initialized':
       case 'Succeeded':
@@ -289,6 +300,7 @@ class Machine {
       this.clearCommandsFor(pending);
       this.event('Normal', EventReason.Retry, `retrying revision ${pending} on request`, pending);
     }
+    if (this.held(`revision ${pending} waits to start`)) return;
     this.start(pending, results);
   }
 
@@ -345,6 +357,7 @@ class Machine {
       this.effects.push({ type: 'clear-command', command: 'abort' });
       return this.rollback(RollbackCause.Aborted, 'aborted on request');
     }
+    if (this.held(`revision ${pending} waits to start`)) return;
     if (!results && !this.due()) return;
     this.status.lastStepTime = results ? iso(this.obs.now) : this.status.lastStepTime;
     this.start(pending, results);
@@ -393,6 +406,9 @@ class Machine {
       this.status.message = !copyReady ? 'waiting for the canary copy to be ready' : 'waiting for the primary to be ready';
       return this.requeue(POLL_MS);
     }
+    // A freeze or a closed window: the run keeps its step (its split stays
+    // in force above) and runs no checks; an abort still works (above).
+    if (this.held(`revision ${revision} holds at ${a.strategy === 'canary' ? `weight ${this.status.canaryWeight ?? 0}` : `iteration ${this.status.iterations ?? 0}`}`)) return;
     if (!results && !this.due()) return;
     if (a.skipAnalysis) {
       this.event('Normal', EventReason.AnalysisSkipped, 'spec.skipAnalysis is true: promoting without analysis', revision);
@@ -577,6 +593,43 @@ class Machine {
     this.setCondition(ConditionType.NameTaken, 'True', ConditionReason.NameTaken, message);
     this.status.message = `held: ${message}`;
     this.requeue(10_000);
+    return true;
+  }
+
+  /**
+   * Keeps the Held condition true to the observed hold (an Event when a hold
+   * begins or changes, and when it ends), on every Canary in its scope,
+   * running or not.
+   */
+  private noteHold(): void {
+    const hold = this.obs.hold;
+    const current = this.status.conditions?.find((c) => c.type === ConditionType.Held);
+    const revision = this.obs.target.pendingRevision ?? this.status.pendingRevision ?? this.obs.target.liveRevision;
+    if (!hold) {
+      if (current?.status === 'True') {
+        this.setCondition(ConditionType.Held, 'False', ConditionReason.Resumed, 'no freeze and inside a promotion window');
+        this.event('Normal', EventReason.Resumed, `the hold ended (${current.reason}): runs go on`, revision);
+      }
+      return;
+    }
+    const reason = ConditionReason[hold.reason];
+    if (current?.status !== 'True' || current.reason !== reason || current.message !== hold.message) {
+      this.event(hold.reason === 'InvalidWindow' ? 'Warning' : 'Normal', EventReason.Held, hold.message, revision);
+    }
+    this.setCondition(ConditionType.Held, 'True', reason, hold.message);
+  }
+
+  /**
+   * True when a hold stops the run here: says what holds and until when, and
+   * comes back when the window opens (a lifted freeze comes back through the
+   * namespace's informer event at once).
+   */
+  private held(what: string): boolean {
+    const hold = this.obs.hold;
+    if (!hold) return false;
+    this.status.message = `${what}: ${hold.message}`;
+    const wait = hold.untilMs !== undefined ? Math.max(1000, hold.untilMs - this.obs.now) : 60_000;
+    this.requeue(Math.min(wait, 10 * 60_000));
     return true;
   }
 

@@ -53,6 +53,9 @@ export const ALERT_RULES: Readonly<Record<EventReason, Rule>> = {
   WebhookBypassed: { severity: 'error', summary: 'a change went live without analysis' },
   Terminating: 'quiet',
   NameTaken: { severity: 'warn', summary: 'a name the Canary needs is taken' },
+  // Deliberate and frequent (a window closes every evening): the status and Events say it.
+  Held: 'quiet',
+  Resumed: 'quiet',
 };
 
 /** How a rollback alert opens, by its cause. */

@@ -7,13 +7,14 @@
 // idle canary costs no hashing.
 
 import type * as k8s from '@kubernetes/client-node';
-import { COMMAND_ANNOTATIONS, FINALIZER, MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC, REVISION_LABEL, TRUE, canaryName } from '../../core/contract.js';
+import { COMMAND_ANNOTATIONS, FINALIZER, FREEZE_ALL, FREEZE_LABEL, MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC, REVISION_LABEL, TRUE, canaryName } from '../../core/contract.js';
 import type { Canary } from '../../core/api/types.js';
 import { revisionOfCanonical } from '../../core/revision.js';
 import { liveRevision, targetKind, type TargetKind } from '../../core/targets/index.js';
 import { createdByCanaryGate, ownedBy } from '../apply/copy.js';
 import { resolveAnalysis } from '../decide/analysis-config.js';
-import type { CanaryCopyView, Commands, Observed, RolloutStatus, TargetView } from '../decide/transition.js';
+import type { CanaryCopyView, Commands, Hold, Observed, RolloutStatus, TargetView } from '../decide/transition.js';
+import { windowState } from '../decide/windows.js';
 import type { Router, RouterContext } from '../routers/router.js';
 import type { Caches, ObjectCache } from './caches.js';
 
@@ -90,7 +91,34 @@ export function targetCache(kind: TargetKind, caches: Caches): ObjectCache<k8s.V
   return kind.runsPods ? caches.deployments : caches.services;
 }
 
-export function buildSyncContext(canary: Canary, caches: Caches, router: Router, now: number): SyncContext {
+/** Where a change freeze is read: the Canary's namespace, and the reconciler's own for the cluster-wide switch. */
+export interface HoldSources {
+  /** The namespace whose label `canarygate.dev/freeze: all` freezes every run (the reconciler's own). */
+  clusterFreezeNamespace?: string;
+}
+
+/** A freeze or a closed promotion window that holds the Canary's runs now, if any. Pure given the caches and the clock. */
+export function holdOf(canary: Canary, caches: Pick<Caches, 'namespaces'>, now: number, sources: HoldSources = {}): Hold | undefined {
+  const namespace = canary.metadata.namespace ?? '';
+  const label = (ns: string | undefined) => (ns ? caches.namespaces.get('', ns)?.metadata?.labels?.[FREEZE_LABEL] : undefined);
+  if (label(sources.clusterFreezeNamespace) === FREEZE_ALL) {
+    return { reason: 'Frozen', message: `every run is frozen: namespace ${sources.clusterFreezeNamespace} is labelled ${FREEZE_LABEL}=${FREEZE_ALL}` };
+  }
+  if (label(namespace) === TRUE) return { reason: 'Frozen', message: `namespace ${namespace} is frozen (${FREEZE_LABEL}=true)` };
+  const windows = windowState(canary.spec.promotion?.windows, now);
+  if (windows.error) return { reason: 'InvalidWindow', message: `spec.promotion.windows: ${windows.error}` };
+  if (!windows.open) {
+    const until = windows.nextOpenMs;
+    return {
+      reason: 'OutsideWindow',
+      message: until !== undefined ? `outside every promotion window; the next opens at ${new Date(until).toISOString()}` : 'outside every promotion window; none opens within 8 days',
+      ...(until !== undefined ? { untilMs: until } : {}),
+    };
+  }
+  return undefined;
+}
+
+export function buildSyncContext(canary: Canary, caches: Caches, router: Router, now: number, holdSources: HoldSources = {}): SyncContext {
   const namespace = canary.metadata.namespace ?? '';
   const kind = targetKind(canary.spec.targetRef.kind);
   const name = canary.spec.targetRef.name;
@@ -161,5 +189,7 @@ export function buildSyncContext(canary: Canary, caches: Caches, router: Router,
       ...router.conflicts(ctx),
     ],
   };
+  const hold = holdOf(canary, caches, now, holdSources);
+  if (hold) ctx.observed.hold = hold;
   return ctx;
 }

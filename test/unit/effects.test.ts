@@ -51,6 +51,7 @@ function context(deployments: k8s.V1Deployment[]) {
     deployments: cache(deployments),
     services: cache<k8s.V1Service>([]),
     httpRoutes: cache([]),
+    namespaces: cache<k8s.V1Namespace>([]),
   } as unknown as Caches;
   const calls: Call[] = [];
   const api = recordingApi(calls);

@@ -1358,3 +1358,66 @@ describe('transition(): names the Canary needs that are the user\'s', () => {
     assert.ok(deleting.effects.some((e) => e.type === 'delete-canary-copy'), 'the effect only ever deletes a copy canary-gate made (the context leaves the user\'s out)');
   });
 });
+
+describe('transition(): change freezes and promotion windows', () => {
+  const frozen = { reason: 'Frozen' as const, message: 'namespace shop is frozen (canarygate.dev/freeze=true)' };
+  const closed = { reason: 'OutsideWindow' as const, message: 'outside every promotion window; the next opens at 2025-03-03T08:00:00.000Z', untilMs: T0 + 90 * MIN };
+  const held = (t: { status: RolloutStatus }) => t.status.conditions?.find((c) => c.type === 'Held');
+
+  it('a pending change does not start while frozen; the Canary says so once, and starts when the freeze is lifted', () => {
+    const obs = observed({ target: { pendingRevision: NEXT } });
+    obs.hold = frozen;
+    const t = transition(obs);
+    assert.equal(t.status.phase, 'Initialized');
+    assert.ok(!t.effects.some((e) => e.type === 'ensure-canary-copy'), 'no copy is made');
+    assert.equal(held(t)?.status, 'True');
+    assert.equal(held(t)?.reason, 'Frozen');
+    assert.match(t.status.message ?? '', /revision next-4f2a waits to start: namespace shop is frozen/);
+    assert.deepEqual(t.events.map((e) => e.reason), ['Held']);
+    const again = observed({ target: { pendingRevision: NEXT }, status: t.status, now: T0 + MIN });
+    again.hold = frozen;
+    assert.deepEqual(transition(again).events, [], 'said once');
+    const lifted = transition(observed({ target: { pendingRevision: NEXT }, status: t.status, now: T0 + 2 * MIN }));
+    assert.equal(lifted.status.phase, 'Progressing');
+    assert.equal(held(lifted)?.status, 'False');
+    assert.deepEqual(lifted.events.map((e) => e.reason), ['Resumed', 'Started']);
+  });
+
+  it('a running canary holds at its weight, runs no checks and keeps its split in force; it advances once the window opens', () => {
+    const analysis: CanaryAnalysis = { stepWeight: 10, maxWeight: 30, webhooks: [hook('rollout')] };
+    const obs = progressing({ analysis, status: { canaryWeight: 10, lastStepTime: iso(T0) }, now: T0 + 5 * MIN });
+    obs.hold = closed;
+    const t = transition(obs);
+    assert.equal(t.checks, undefined, 'no checks while held');
+    assert.equal(t.status.canaryWeight, 10);
+    assert.ok(t.effects.some((e) => e.type === 'set-weight' && e.weight === 10), 'the step in force stays in force');
+    assert.match(t.status.message ?? '', /holds at weight 10: outside every promotion window/);
+    assert.ok(t.requeueAt !== undefined && t.requeueAt <= T0 + 90 * MIN, 'comes back by the time the window opens');
+    const open = reconcile(progressing({ analysis, status: t.status, now: T0 + 91 * MIN }));
+    assert.equal(open.status.canaryWeight, 20);
+  });
+
+  it('a run that passed its last step is not promoted while frozen', () => {
+    const analysis: CanaryAnalysis = { stepWeight: 10, maxWeight: 10 };
+    const obs = progressing({ analysis, status: { canaryWeight: 10 }, now: T0 + 5 * MIN });
+    obs.hold = frozen;
+    const t = transition(obs);
+    assert.notEqual(t.status.phase, 'Promoting');
+    assert.ok(!t.effects.some((e) => e.type === 'promote-target'));
+  });
+
+  it('canary-gate abort still rolls back during a freeze', () => {
+    const obs = progressing({ status: { canaryWeight: 20 }, commands: { abort: NEXT } });
+    obs.hold = frozen;
+    const t = transition(obs);
+    assert.equal(t.status.phase, 'Failed');
+    assert.ok(t.effects.some((e) => e.type === 'set-weight' && e.weight === 0));
+  });
+
+  it('a promotion already written completes: a freeze holds steps, not a write in flight', () => {
+    const obs = observed({ status: { ...running({ canaryWeight: 10 }), phase: 'Promoting' }, target: { pendingRevision: NEXT, liveRevision: NEXT }, copy: readyCopy() });
+    obs.hold = frozen;
+    const t = transition(obs);
+    assert.equal(t.status.phase, 'Succeeded');
+  });
+});
