@@ -590,8 +590,11 @@ export class IstioRouter implements Router {
   private readonly services: RouterServices;
   private readonly virtualServices: OwnedObjects<VirtualService>;
   private readonly rules: OwnedObjects<DestinationRule>;
+  /** Without informer caches, what this process wrote last is no proof of what is in force: every setWeight reads. */
+  private readonly watching: boolean;
 
   constructor(opts: IstioRouterOptions) {
+    this.watching = !!opts.caches?.routerObjects;
     this.services = new RouterServices(opts.core, opts.caches?.services);
     this.virtualServices = new OwnedObjects<VirtualService>(
       customApi<VirtualService>(opts.custom, VIRTUAL_SERVICE),
@@ -648,7 +651,7 @@ export class IstioRouter implements Router {
     const want = (cur: VirtualService | undefined) => desiredVirtualService(cur, plan, split.weight, ab, extras);
     // The common case, every sync of a progressing run: the split is in force already (from the caches, no API call).
     const cached = this.virtualServices.cached(plan.namespace, plan.name);
-    if (cached && !objectDiffers(cached, want(cached)) && this.rulesInForce(plan)) return;
+    if (this.watching && cached && !objectDiffers(cached, want(cached)) && this.rulesInForce(plan)) return;
     await this.ensureServices(ctx);
     await this.ensureRules(ctx, plan);
     await this.writeVirtualService(ctx, plan, want);
