@@ -11,9 +11,10 @@
 //
 // The VirtualService may be the user's, or the user may add to the one
 // canary-gate created: the router owns only its HTTP routes, recognised by
-// their `name`. Other HTTP routes, tcp and tls routes, labels, annotations,
-// hosts and gateways the user lists are kept (ours are added, none taken
-// away). In a route of ours, the fields the Canary speaks for (match of the
+// their `name`, and in a VirtualService it created, hosts and gateways.
+// Other HTTP routes, tcp and tls routes, labels and annotations are kept; in
+// a user's VirtualService, so are their hosts and gateways (ours are added,
+// none taken away). In a route of ours, the fields the Canary speaks for (match of the
 // weight route, destinations, mirror, retries, timeout, headers, corsPolicy,
 // rewrite) follow the Canary; anything else a user put there (fault, say) is
 // kept. `spec.http` is an atomic list, so writes are read-modify-write
@@ -404,14 +405,22 @@ export function desiredVirtualService(existing: VirtualService | undefined, plan
   if (Object.keys(plan.labels).length) vs.metadata.labels = { ...(vs.metadata.labels ?? {}), ...plan.labels };
   if (Object.keys(plan.annotations).length) vs.metadata.annotations = { ...(vs.metadata.annotations ?? {}), ...plan.annotations };
 
-  // hosts and gateways: ours are added, none is ever taken away.
-  const hosts = [...(vs.spec.hosts ?? [])];
-  for (const h of plan.hosts) if (!hosts.includes(h)) hosts.push(h);
-  vs.spec.hosts = hosts;
-  // No gateways means "mesh" to Istio: said explicitly before adding ours, so a user's VirtualService keeps serving the mesh.
-  const gateways = [...(vs.spec.gateways ?? (existing && plan.gateways.length ? ['mesh'] : []))];
-  for (const g of plan.gateways.length ? plan.gateways : existing ? [] : ['mesh']) if (!gateways.includes(g)) gateways.push(g);
-  if (gateways.length) vs.spec.gateways = gateways;
+  if (!existing || (existing.metadata.ownerReferences ?? []).some((o) => o.uid === plan.owner.uid)) {
+    // Ours: hosts and gateways follow the Canary (a host or gateway taken out of it stops being served).
+    vs.spec.hosts = [...plan.hosts];
+    vs.spec.gateways = plan.gateways.length ? [...plan.gateways] : ['mesh'];
+  } else {
+    // A user's: ours are added, none is ever taken away.
+    const hosts = [...(vs.spec.hosts ?? [])];
+    for (const h of plan.hosts) if (!hosts.includes(h)) hosts.push(h);
+    vs.spec.hosts = hosts;
+    // No gateways means "mesh" to Istio: said explicitly before adding ours, so the VirtualService keeps serving the mesh.
+    if (plan.gateways.length) {
+      const gateways = [...(vs.spec.gateways ?? ['mesh'])];
+      for (const g of plan.gateways) if (!gateways.includes(g)) gateways.push(g);
+      vs.spec.gateways = gateways;
+    }
+  }
 
   const http = vs.spec.http ?? [];
   const previous = (name: string) => http.find((r) => r.name === name);

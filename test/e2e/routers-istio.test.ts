@@ -308,6 +308,81 @@ describe('istio router on a real API server with the Istio CRDs', function () {
       assert.deepEqual(route(final, WEIGHT_ROUTE)?.retries, { attempts: 2, perTryTimeout: '2s' });
       assert.equal((await get<Deploy>(rns, 'deployment', name))?.spec.template.spec.containers[0]?.image, 'example.test/mesh:2');
     });
+
+    it('A/B: requests with the header go to the canary during the run only', async () => {
+      const name = 'abmesh';
+      await apply(rns, {
+        apiVersion: 'canarygate.dev/v1alpha1',
+        kind: 'Canary',
+        metadata: { name },
+        spec: {
+          provider: 'istio',
+          progressDeadlineSeconds: 60,
+          targetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name },
+          service: { port: 80, targetPort: 'http' },
+          analysis: { interval: '1s', iterations: 3, match: [{ headers: { 'x-canary': { exact: 'insider' } } }] },
+        },
+      });
+      await apply(rns, deployment(name, { image: 'example.test/abmesh:1' }));
+      await apply(rns, service(name, { selector: { app: name } }));
+      await waitFor('Initialized', async () => (await phase(name)) === 'Initialized', { namespace: rns, timeoutMs: 30_000 });
+      await apply(rns, deployment(name, { image: 'example.test/abmesh:2' }));
+      const ab = await waitFor('the A/B route', async () => route(await get<VirtualService>(rns, 'virtualservice', name), MATCH_ROUTE), { namespace: rns, timeoutMs: 30_000, intervalMs: 100 });
+      assert.deepEqual(ab.match, [{ headers: { 'x-canary': { exact: 'insider' } } }]);
+      assert.deepEqual(ab.route?.map((d) => [d.destination.host, d.weight]), [[`${name}-canary`, 100]]);
+      assert.deepEqual(split(await get<VirtualService>(rns, 'virtualservice', name)), [
+        [`${name}-primary`, 100],
+        [`${name}-canary`, 0],
+      ], 'the rest stays on the primary');
+      await waitFor('Succeeded', async () => (await phase(name)) === 'Succeeded', { namespace: rns, timeoutMs: 60_000 });
+      await waitFor('the A/B route to be gone', async () => names(await get<VirtualService>(rns, 'virtualservice', name)).join() === WEIGHT_ROUTE, { namespace: rns });
+      assert.equal((await get<Deploy>(rns, 'deployment', name))?.spec.template.spec.containers[0]?.image, 'example.test/abmesh:2');
+    });
+
+    it('mirrors while the canary has no weight, pins clients with sticky routes while it has some, and leaves neither behind', async () => {
+      const name = 'sticky';
+      await apply(rns, {
+        apiVersion: 'canarygate.dev/v1alpha1',
+        kind: 'Canary',
+        metadata: { name },
+        spec: {
+          provider: 'istio',
+          progressDeadlineSeconds: 60,
+          targetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name },
+          service: { port: 80, targetPort: 'http' },
+          analysis: { interval: '2s', stepWeight: 50, maxWeight: 50, mirror: true, mirrorWeight: 30, sessionAffinity: { cookieName: 'canary-gate-sticky', maxAge: 600 } },
+        },
+      });
+      await apply(rns, deployment(name, { image: 'example.test/sticky:1' }));
+      await apply(rns, service(name, { selector: { app: name } }));
+      await waitFor('Initialized', async () => (await phase(name)) === 'Initialized', { namespace: rns, timeoutMs: 30_000 });
+      await apply(rns, deployment(name, { image: 'example.test/sticky:2' }));
+      let mirrored: HttpRoute | undefined;
+      let sticky: HttpRoute | undefined;
+      let weighted: HttpRoute | undefined;
+      await waitFor('Succeeded', async () => {
+        const vs = await get<VirtualService>(rns, 'virtualservice', name);
+        const w = route(vs, WEIGHT_ROUTE);
+        if (w?.mirror) mirrored ??= w;
+        if (route(vs, STICKY_CANARY_ROUTE)) {
+          sticky ??= route(vs, STICKY_CANARY_ROUTE);
+          weighted ??= w;
+        }
+        return (await phase(name)) === 'Succeeded';
+      }, { namespace: rns, timeoutMs: 60_000, intervalMs: 100 });
+      assert.ok(mirrored, 'the weight route mirrored to the canary on the way');
+      assert.deepEqual([mirrored.mirror?.host, mirrored.mirrorPercentage?.value], [`${name}-canary`, 30]);
+      assert.ok(sticky && weighted, 'a sticky route on the way');
+      assert.match(String(sticky.match?.[0]?.headers?.cookie?.regex), /canary-gate-sticky=/);
+      assert.match(String(weighted.route?.find((d) => d.destination.host === `${name}-canary`)?.headers?.response?.add?.['Set-Cookie']), /^canary-gate-sticky=[0-9a-f]+; Max-Age=600; Path=\/$/);
+      const final = await get<VirtualService>(rns, 'virtualservice', name);
+      assert.deepEqual(names(final), [WEIGHT_ROUTE]);
+      assert.equal(route(final, WEIGHT_ROUTE)?.mirror, undefined);
+      assert.deepEqual(split(final), [
+        [`${name}-primary`, 100],
+        [`${name}-canary`, 0],
+      ]);
+    });
   });
 });
 

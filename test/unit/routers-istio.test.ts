@@ -101,6 +101,18 @@ describe('istio: the VirtualService and DestinationRules a Canary asks for', () 
     assert.deepEqual(gw.spec.gateways, ['istio-system/public']);
   });
 
+  it('in a VirtualService of its own, hosts and gateways follow the Canary; in a user one, they are only added to', () => {
+    const first = asStored(desiredVirtualService(undefined, istioPlan(ctx(canary({ service: { port: 80, hosts: ['old.example.com'] } })))));
+    const moved = desiredVirtualService(first, istioPlan(ctx(canary({ service: { port: 80, hosts: ['new.example.com'], gateways: ['istio-system/public'] } }))));
+    assert.deepEqual(moved.spec.hosts, ['new.example.com', 'web']);
+    assert.deepEqual(moved.spec.gateways, ['istio-system/public'], 'the mesh default gives way to the gateways the Canary names');
+    const user = userVirtualService([{ name: 'default', route: [{ destination: { host: 'web' } }] }]);
+    user.spec.hosts = ['web', 'web.example.com'];
+    const added = desiredVirtualService(user, istioPlan(ctx(canary({ service: { port: 80, hosts: ['shop.example.com'] } }))));
+    assert.deepEqual(added.spec.hosts, ['web', 'web.example.com', 'shop.example.com']);
+    assert.equal(added.spec.gateways, undefined, 'no gateways (the mesh) stays so');
+  });
+
   it('splits by weight and reads the split back (short or qualified host names)', () => {
     const p = istioPlan(ctx(canary()));
     const vs = desiredVirtualService(undefined, p, 30);
