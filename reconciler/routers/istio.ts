@@ -215,7 +215,8 @@ export function toIstioMatches(matches: HttpMatch[]): IstioMatch[] {
     const out: IstioMatch = {};
     if (m.uri) out.uri = istioStringMatch(m.uri, 'uri');
     if (m.method) out.method = istioStringMatch(m.method, 'method');
-    const headers = stringMatches(m.headers, 'header');
+    // Istio wants header names in lower case (HTTP header names are case-insensitive anyway).
+    const headers = stringMatches(m.headers && Object.fromEntries(Object.entries(m.headers).map(([k, v]) => [k.toLowerCase(), v])), 'header');
     if (headers) out.headers = headers;
     const query = stringMatches(m.queryParams, 'query parameter');
     if (query) out.queryParams = query;

@@ -150,6 +150,7 @@ describe('istio: the VirtualService and DestinationRules a Canary asks for', () 
       { uri: { prefix: '/api' }, method: { exact: 'GET' }, queryParams: { beta: { regex: '.*\\.on' } } },
     ]);
     assert.throws(() => toIstioMatches([{ uri: {} }]), /sets none of exact, prefix, suffix, regex/);
+    assert.deepEqual(toIstioMatches([{ headers: { 'X-Canary': { exact: 'Insider' } } }]), [{ headers: { 'x-canary': { exact: 'Insider' } } }], 'header names in lower case, as Istio wants them');
   });
 
   it('retries, timeout, headers, corsPolicy and rewrite are set on every route of ours', () => {
