@@ -62,7 +62,10 @@ export interface RouterResource {
 export const ROUTER_RESOURCES: Readonly<Record<RouterFamily, readonly RouterResource[]>> = {
   kubernetes: [],
   gatewayapi: [{ group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes', kind: 'HTTPRoute' }],
-  istio: [],
+  istio: [
+    { group: 'networking.istio.io', version: 'v1', plural: 'virtualservices', kind: 'VirtualService' },
+    { group: 'networking.istio.io', version: 'v1', plural: 'destinationrules', kind: 'DestinationRule' },
+  ],
   smi: [],
   nginx: [],
   traefik: [],
@@ -97,20 +100,26 @@ const hasAnalysis = (f: string) => `has(self.analysis) && has(self.analysis.${f}
 
 export const FIELD_SUPPORT: readonly FieldSupport[] = [
   { field: 'service.gatewayRefs', isSet: hasService('gatewayRefs'), families: ['gatewayapi'] },
-  { field: 'service.hosts', isSet: hasService('hosts'), families: ['gatewayapi'] },
-  { field: 'service.headers', isSet: hasService('headers'), families: ['gatewayapi'] },
-  { field: 'service.match', isSet: hasService('match'), families: ['gatewayapi'] },
-  { field: 'service.timeout', isSet: hasService('timeout'), families: ['gatewayapi'] },
-  { field: 'service.retries', isSet: hasService('retries'), families: [] },
-  { field: 'service.gateways', isSet: hasService('gateways'), families: [] },
-  { field: 'service.trafficPolicy', isSet: hasService('trafficPolicy'), families: [] },
-  { field: 'service.corsPolicy', isSet: hasService('corsPolicy'), families: [] },
-  { field: 'service.rewrite', isSet: hasService('rewrite'), families: [] },
+  { field: 'service.hosts', isSet: hasService('hosts'), families: ['gatewayapi', 'istio'] },
+  { field: 'service.headers', isSet: hasService('headers'), families: ['gatewayapi', 'istio'] },
+  { field: 'service.match', isSet: hasService('match'), families: ['gatewayapi', 'istio'] },
+  { field: 'service.timeout', isSet: hasService('timeout'), families: ['gatewayapi', 'istio'] },
+  { field: 'service.retries', isSet: hasService('retries'), families: ['istio'] },
+  { field: 'service.gateways', isSet: hasService('gateways'), families: ['istio'] },
+  { field: 'service.trafficPolicy', isSet: hasService('trafficPolicy'), families: ['istio'] },
+  { field: 'service.corsPolicy', isSet: hasService('corsPolicy'), families: ['istio'] },
+  { field: 'service.rewrite', isSet: hasService('rewrite'), families: ['istio'] },
   { field: 'ingressRef', isSet: 'has(self.ingressRef)', families: [] },
-  { field: 'analysis.match', isSet: hasAnalysis('match'), families: ['gatewayapi'] },
-  { field: 'analysis.mirror', isSet: `${hasAnalysis('mirror')} && self.analysis.mirror`, families: ['gatewayapi'] },
-  { field: 'analysis.mirrorWeight', isSet: hasAnalysis('mirrorWeight'), families: ['gatewayapi'] },
-  { field: 'analysis.sessionAffinity', isSet: hasAnalysis('sessionAffinity'), families: ['gatewayapi'] },
+  { field: 'analysis.match', isSet: hasAnalysis('match'), families: ['gatewayapi', 'istio'] },
+  // Matching the calling workload's labels needs the mesh's view of the caller: only Istio has it.
+  {
+    field: 'match[].sourceLabels',
+    isSet: `(${hasService('match')} && self.service.match.exists(m, has(m.sourceLabels))) || (${hasAnalysis('match')} && self.analysis.match.exists(m, has(m.sourceLabels)))`,
+    families: ['istio'],
+  },
+  { field: 'analysis.mirror', isSet: `${hasAnalysis('mirror')} && self.analysis.mirror`, families: ['gatewayapi', 'istio'] },
+  { field: 'analysis.mirrorWeight', isSet: hasAnalysis('mirrorWeight'), families: ['gatewayapi', 'istio'] },
+  { field: 'analysis.sessionAffinity', isSet: hasAnalysis('sessionAffinity'), families: ['gatewayapi', 'istio'] },
 ];
 
 /** Families that require a field (nginx clones the user's Ingress). */

@@ -7,6 +7,7 @@ import type * as k8s from '@kubernetes/client-node';
 import { ROUTER_RESOURCES, routerFamily, type RouterFamily, type RouterResource } from '../../core/providers.js';
 import type { Caches } from '../observe/caches.js';
 import { GATEWAY_API_TRAITS, GatewayApiRouter } from './gatewayapi.js';
+import { ISTIO_TRAITS, IstioRouter } from './istio.js';
 import { KUBERNETES_TRAITS, KubernetesRouter } from './kubernetes.js';
 import type { Router, RouterTraits } from './router.js';
 
@@ -25,6 +26,7 @@ interface Entry {
 const REGISTRY: Partial<Record<RouterFamily, Entry>> = {
   kubernetes: { traits: KUBERNETES_TRAITS, create: (d) => new KubernetesRouter({ core: d.core, caches: d.caches }) },
   gatewayapi: { traits: GATEWAY_API_TRAITS, create: (d) => new GatewayApiRouter({ core: d.core, custom: d.custom, caches: d.caches }) },
+  istio: { traits: ISTIO_TRAITS, create: (d) => new IstioRouter({ core: d.core, custom: d.custom, caches: d.caches }) },
 };
 
 export const DEFAULT_PROVIDER = 'kubernetes';

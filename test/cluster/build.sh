@@ -268,6 +268,7 @@ fetch_module_crds() {
 provider_crds() {
   # One line per provider (the routers of reconciler/routers/).
   :
+  fetch_module_crds istio "istio.io/api@$ISTIO_API_VERSION" kubernetes/customresourcedefinitions.gen.yaml
 }
 
 install_prometheus() {
