@@ -640,7 +640,12 @@ export class GatewayApiRouter implements Router {
       const current = await this.writeRoute(ctx, plan, (cur) => (cur && (cur.spec?.rules ?? []).some(isOurRule) ? desiredRoute(cur, plan, 0, null, { mirror: 0 }) : undefined));
       // 2. Remove what is ours; the route keeps serving throughout.
       if (involved(current)) {
-        if (ownedBy(current, ctx.canary) && foreignRules(current).length === 0) {
+        // Deleted only when it is attached to nothing but Services (GAMMA):
+        // the mesh then routes to the apex Service by itself, while a
+        // Gateway's listeners would have no route at all (then it is handed
+        // back to the apex Service and kept, below).
+        const meshOnly = (current.spec?.parentRefs ?? []).every((p) => (p.group ?? GATEWAY_GROUP) === '' && (p.kind ?? 'Gateway') === 'Service');
+        if (ownedBy(current, ctx.canary) && foreignRules(current).length === 0 && meshOnly) {
           await this.deleteRoute(plan, current);
         } else {
           // A user's route (our rules are removed: it is as it was), or ours

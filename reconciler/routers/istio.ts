@@ -681,7 +681,11 @@ export class IstioRouter implements Router {
       const current = await this.writeVirtualService(ctx, plan, (cur) => (cur && (cur.spec?.http ?? []).some(isOurRoute) ? desiredVirtualService(cur, plan, 0, null, { mirror: 0 }) : undefined));
       // 2. Remove what is ours; the VirtualService keeps serving throughout.
       if (involved(current)) {
-        if (ownedBy(current, ctx.canary) && foreignRoutes(current).length === 0) {
+        // Deleted only when mesh traffic is all it carries: without it the mesh
+        // routes to the apex Service by itself, while a gateway's hosts would
+        // have no route at all (then it is handed back and kept, below).
+        const meshOnly = (current.spec?.gateways ?? ['mesh']).every((g) => g === 'mesh');
+        if (ownedBy(current, ctx.canary) && foreignRoutes(current).length === 0 && meshOnly) {
           // With its resourceVersion: one the user changed meanwhile is decided again on fresh data.
           await this.virtualServices.remove(plan.namespace, plan.name, current, true);
         } else {

@@ -577,6 +577,22 @@ describe('istio router against an in-memory API', () => {
         assert.equal(api.objects.virtualservices.size + api.objects.destinationrules.size + api.objects.services.size, 0);
       });
 
+      it("finalizes a VirtualService of its own on a gateway: handed back to the apex Service and kept, so the gateway's hosts keep a route", async () => {
+        const api = new FakeApi();
+        const r = istioRouter(api, withCaches);
+        const c = ctx(canary({ service: { port: 80, gateways: ['istio-system/public'], hosts: ['web.example.com'] } }));
+        await r.reconcile(c);
+        await r.setWeight(c, { weight: 30 });
+        api.sync();
+        await r.finalize(c);
+        const kept = api.vs!;
+        assert.ok(kept, 'not deleted');
+        assert.equal(kept.metadata.ownerReferences, undefined, 'no longer garbage-collected with the Canary');
+        assert.deepEqual(kept.spec.gateways, ['istio-system/public']);
+        assert.deepEqual(route(kept, WEIGHT_ROUTE)?.route?.map((d) => d.destination.host), ['web']);
+        assert.equal(api.objects.destinationrules.size + api.objects.services.size, 0);
+      });
+
       it('finalizes a VirtualService the user added routes to: handed back to the apex Service, kept and given up', async () => {
         const api = new FakeApi();
         const r = istioRouter(api, withCaches);

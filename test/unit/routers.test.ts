@@ -528,10 +528,10 @@ describe('gatewayapi router against an in-memory API', () => {
         assert.deepEqual(readWeights(after, routePlan(c)), { primary: 50, canary: 50 });
       });
 
-      it('finalizes: all to the primary, then the route and Services are removed', async () => {
+      it('finalizes a mesh (GAMMA) route: all to the primary, then the route and Services are removed', async () => {
         const api = new FakeApi();
         const r = gatewayRouter(api, withCaches);
-        const c = ctx(gatewayCanary());
+        const c = ctx(gatewayCanary({ service: { port: 80, gatewayRefs: [{ group: '', kind: 'Service', name: 'web' }] } }));
         await r.reconcile(c);
         await r.setWeight(c, { weight: 40 });
         api.sync();
@@ -541,6 +541,24 @@ describe('gatewayapi router against an in-memory API', () => {
         const verbs = api.calls.map((x) => `${x.verb} ${x.name}`);
         const zero = verbs.lastIndexOf('replace route/web');
         assert.ok(zero >= 0 && zero < verbs.indexOf('delete route/web'), `weights go to 0 before the delete: ${verbs.join(', ')}`);
+      });
+
+      it("finalizes a route on a Gateway: handed back to the apex Service and kept (the Gateway's listeners keep a route), Services removed", async () => {
+        const api = new FakeApi();
+        const r = gatewayRouter(api, withCaches);
+        const c = ctx(gatewayCanary());
+        await r.reconcile(c);
+        await r.setWeight(c, { weight: 40 });
+        api.sync();
+        await r.finalize(c);
+        const kept = api.routes.get('web');
+        assert.ok(kept, 'the route stays');
+        assert.deepEqual(kept.spec.rules?.map((x) => x.backendRefs?.map((b) => b.name)), [['web']], 'everything to the apex Service');
+        assert.equal(kept.metadata.ownerReferences, undefined, 'no longer collected with the Canary');
+        assert.equal(api.services.size, 0);
+        const verbs = api.calls.map((x) => `${x.verb} ${x.name}`);
+        assert.ok(!verbs.includes('delete route/web'));
+        assert.ok(verbs.lastIndexOf('replace route/web') < verbs.indexOf('delete service/web-primary'), `the route leaves web-primary before it goes: ${verbs.join(', ')}`);
       });
 
       it('finalizes a route the user added rules to: handed back to the apex Service, kept', async () => {
@@ -720,6 +738,6 @@ describe('gatewayapi: mirroring and session affinity', () => {
     assert.equal(api.writes(), n + 1);
     assert.equal(r.getWeights(c).mirror, undefined, 'the weight step ended the mirroring');
     await r.finalize(c);
-    assert.equal(api.routes.size, 0);
+    assert.deepEqual(api.routes.get('web')?.spec.rules?.map((x) => x.name), [WEIGHT_RULE], 'no sticky rule is left behind');
   });
 });
