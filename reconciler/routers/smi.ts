@@ -436,8 +436,7 @@ export class SmiRouter implements Router {
     const ab = !!plan.routeGroup && split.weight > 0 && (split.match?.length ?? 0) > 0;
     // The common case, every sync of a progressing run: the split is in force already.
     const cached = this.splits.cached(plan.namespace, plan.name);
-    const groupInPlace = !ab || !routeGroupDiffers(this.groups.cached(plan.namespace, plan.routeGroup?.name ?? ''), desiredRouteGroup(this.groups.cached(plan.namespace, plan.routeGroup?.name ?? ''), plan) as HTTPRouteGroup);
-    if (cached && groupInPlace && !splitDiffers(cached, desiredSplit(cached, plan, split.weight, ab))) return;
+    if (cached && (!ab || this.routeGroupInPlace(plan)) && !splitDiffers(cached, desiredSplit(cached, plan, split.weight, ab))) return;
     await this.services.ensurePair(ctx);
     // The route group before the split that names it.
     if (ab) await this.writeRouteGroup(ctx, plan);
@@ -480,6 +479,12 @@ export class SmiRouter implements Router {
     return plan;
   }
 
+  private routeGroupInPlace(plan: SplitPlan): boolean {
+    const cached = plan.routeGroup ? this.groups.cached(plan.namespace, plan.routeGroup.name) : undefined;
+    const desired = desiredRouteGroup(cached, plan);
+    return !!desired && !routeGroupDiffers(cached, desired);
+  }
+
   private ifDiffers(current: TrafficSplit | undefined, desired: TrafficSplit): TrafficSplit | undefined {
     return splitDiffers(current, desired) ? desired : undefined;
   }
@@ -509,9 +514,4 @@ export class SmiRouter implements Router {
     const group = await this.groups.read(plan.namespace, name);
     if (group && !notOurs(group, ctx.canary)) await this.groups.remove(plan.namespace, name, group);
   }
-}
-
-/** For messages and tests: the Canary's TrafficSplit name. */
-export function trafficSplitName(canary: Canary): string {
-  return apexServiceName(canary);
 }

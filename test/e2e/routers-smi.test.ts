@@ -84,6 +84,24 @@ async function setCrdVersions(crd: string, flags: CrdVersions['versions']): Prom
 }
 
 /**
+ * Serves OSM's own v1alpha3 schemas of TrafficSplit and HTTPRouteGroup, and
+ * stores TrafficSplit as v1alpha3: OSM stores v1alpha2, whose schema has no
+ * `matches`, and the API server prunes what the storage version's schema
+ * does not know. Returns the flags to put back.
+ */
+async function serveV1alpha3(): Promise<Array<[string, CrdVersions['versions']]>> {
+  const restore: Array<[string, CrdVersions['versions']]> = [];
+  for (const crd of ['trafficsplits.split.smi-spec.io', 'httproutegroups.specs.smi-spec.io']) {
+    const was = await crdVersions(crd);
+    restore.push([crd, was]);
+    const storeV3 = crd.startsWith('trafficsplits');
+    await setCrdVersions(crd, was.map((v) => (v.name === 'v1alpha3' ? { ...v, served: true, storage: storeV3 || v.storage } : storeV3 ? { ...v, storage: false } : v)));
+  }
+  await waitFor('v1alpha3 to be served', async () => (await servedVersions('split.smi-spec.io')).includes('v1alpha3') && (await servedVersions('specs.smi-spec.io')).includes('v1alpha3'), { timeoutMs: 30_000 });
+  return restore;
+}
+
+/**
  * A stored Canary to own what the router creates (the garbage collector
  * deletes objects whose owner does not exist). Its targetRef names nothing,
  * so a reconciler leaves it alone; the router is handed the spec under test.
@@ -150,7 +168,7 @@ describe('smi router on a real API server with OSM\'s SMI CRDs', function () {
       assert.equal(split?.metadata.ownerReferences?.[0]?.uid, ctx.canary.metadata.uid);
     });
 
-    it('writes nothing when reconciled again; setWeight moves the weights, keeping the user\'s labels', async () => {
+    it('writes nothing when reconciled again; setWeight moves the weights, keeping the user\'s labels and putting back the user\'s weights', async () => {
       const before = await getCustom<TrafficSplit>(SPLIT('v1alpha2'), ns, 'web');
       await router.reconcile(ctx);
       await router.setWeight(ctx, { weight: 0 });
@@ -166,6 +184,16 @@ describe('smi router on a real API server with OSM\'s SMI CRDs', function () {
       ]);
       assert.equal(split?.metadata.labels?.team, 'shop');
       assert.deepEqual(router.getWeights(ctx), { primary: 70, canary: 30 });
+      // A user's edit of the weights (canary-gate's) is put back on the next sync. Without
+      // informer caches a router trusts its own last write, so a fresh one stands for the
+      // reconciler whose informer has seen the edit (the unit tests cover the lagging cache).
+      await kubectlOk(['-n', ns, 'patch', 'trafficsplit', 'web', '--type=merge', '-p', JSON.stringify({ spec: { backends: [{ service: 'web-primary', weight: 50 }, { service: 'web-canary', weight: 50 }] } })]);
+      router = new SmiRouter({ core: core(), custom: custom(), provider: 'osm' });
+      await router.setWeight(ctx, { weight: 30 });
+      assert.deepEqual(backends(await getCustom<TrafficSplit>(SPLIT('v1alpha2'), ns, 'web')), [
+        ['web-primary', 70],
+        ['web-canary', 30],
+      ]);
     });
 
     it('finalize removes the TrafficSplit and both Services, leaving the apex Service', async () => {
@@ -192,16 +220,7 @@ describe('smi router on a real API server with OSM\'s SMI CRDs', function () {
     let router: SmiRouter;
     let ctx: RouterContext;
     before(async function () {
-      // Served, and for TrafficSplit stored too: OSM stores v1alpha2, whose
-      // schema has no matches, and the API server prunes what the storage
-      // version's schema does not know.
-      for (const crd of ['trafficsplits.split.smi-spec.io', 'httproutegroups.specs.smi-spec.io']) {
-        const was = await crdVersions(crd);
-        restore.push([crd, was]);
-        const storeV3 = crd.startsWith('trafficsplits');
-        await setCrdVersions(crd, was.map((v) => (v.name === 'v1alpha3' ? { ...v, served: true, storage: storeV3 || v.storage } : storeV3 ? { ...v, storage: false } : v)));
-      }
-      await waitFor('v1alpha3 to be served', async () => (await servedVersions('split.smi-spec.io')).includes('v1alpha3') && (await servedVersions('specs.smi-spec.io')).includes('v1alpha3'), { timeoutMs: 30_000 });
+      restore.push(...(await serveV1alpha3()));
       ctx = await context(ns, await anchorCanary(ns, 'web', { provider: 'smi:v1alpha3' }), 'web');
       ctx.canary.spec.analysis = { iterations: 3, match: [{ headers: { 'x-canary': { exact: 'insider' }, cookie: { regex: '^(.*?;)?(canary=always)(;.*)?$' } }, uri: { prefix: '/api' }, method: { exact: 'GET' } }] };
       router = new SmiRouter({ core: core(), custom: custom(), provider: 'smi:v1alpha3' });
@@ -325,6 +344,72 @@ describe('smi: an osm rollout through the real reconciler', function () {
     assert.deepEqual(weights(final), { [`${name}-primary`]: 100, [`${name}-canary`]: 0 });
     const live = await get<{ spec: { template: { spec: { containers: Array<{ image: string }> } } } }>(ns, 'deployment', name);
     assert.equal(live?.spec.template.spec.containers[0]?.image, 'example.test/mesh:2');
+  });
+});
+
+describe('smi:v1alpha3: an A/B rollout through the real reconciler', function () {
+  let ns: string;
+  let reconciler: RunningReconciler;
+  const restore: Array<[string, CrdVersions['versions']]> = [];
+  before(async function () {
+    // Before the reconciler's informers start.
+    restore.push(...(await serveV1alpha3()));
+    ns = await createNamespace('smi-ab');
+    reconciler = await startReconciler({ namespace: ns });
+  });
+  after(async function () {
+    await reconciler?.stop();
+    await deleteNamespace(ns);
+    for (const [crd, was] of restore) await setCrdVersions(crd, was);
+  });
+
+  it('sends the requests with the header to the canary during the run only, then promotes', async function () {
+    const name = 'ab';
+    const phase = async () => (await get<Canary>(ns, 'canary', name))?.status?.phase;
+    const splitOf = () => getCustom<TrafficSplit>(SPLIT('v1alpha3'), ns, name);
+    await apply(ns, {
+      apiVersion: 'canarygate.dev/v1alpha1',
+      kind: 'Canary',
+      metadata: { name },
+      spec: {
+        provider: 'smi:v1alpha3',
+        progressDeadlineSeconds: 60,
+        targetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name },
+        service: { port: 80, targetPort: 'http' },
+        analysis: { interval: '1s', iterations: 3, match: [{ headers: { 'x-canary': { exact: 'insider' } } }] },
+      },
+    });
+    await apply(ns, service(name, { selector: { app: name } }));
+    await apply(ns, deployment(name, { image: 'example.test/ab:1' }));
+    await waitFor('Initialized', async () => (await phase()) === 'Initialized', { namespace: ns, timeoutMs: 30_000 });
+    const initial = await waitFor('the TrafficSplit', splitOf, { namespace: ns });
+    assert.equal(initial.spec.matches, undefined, 'no A/B before a run');
+    assert.deepEqual(backends(initial), [
+      [`${name}-primary`, 100],
+      [`${name}-canary`, 0],
+    ]);
+
+    await apply(ns, deployment(name, { image: 'example.test/ab:2' }));
+    const during = await waitFor('the A/B split', async () => ((await splitOf())?.spec.matches?.length ? splitOf() : undefined), { namespace: ns, timeoutMs: 30_000, intervalMs: 100 });
+    assert.deepEqual(during?.spec.matches, [{ kind: 'HTTPRouteGroup', name: `${name}-canary-gate-ab` }]);
+    assert.deepEqual(backends(during), [
+      [`${name}-primary`, 0],
+      [`${name}-canary`, 100],
+    ]);
+    const group = await getCustom<HTTPRouteGroup>(GROUP_V3, ns, `${name}-canary-gate-ab`);
+    assert.deepEqual(group?.spec.matches, [{ name: 'match-0', headers: [{ 'x-canary': '^insider$' }] }]);
+
+    await waitFor('Succeeded', async () => (await phase()) === 'Succeeded', { namespace: ns, timeoutMs: 60_000 });
+    const final = await waitFor('the matches to be gone', async () => {
+      const s = await splitOf();
+      return s && !s.spec.matches ? s : undefined;
+    }, { namespace: ns });
+    assert.deepEqual(backends(final), [
+      [`${name}-primary`, 100],
+      [`${name}-canary`, 0],
+    ]);
+    const live = await get<{ spec: { template: { spec: { containers: Array<{ image: string }> } } } }>(ns, 'deployment', name);
+    assert.equal(live?.spec.template.spec.containers[0]?.image, 'example.test/ab:2');
   });
 });
 
