@@ -66,7 +66,16 @@ export const ROUTER_RESOURCES: Readonly<Record<RouterFamily, readonly RouterReso
     { group: 'networking.istio.io', version: 'v1', plural: 'virtualservices', kind: 'VirtualService' },
     { group: 'networking.istio.io', version: 'v1', plural: 'destinationrules', kind: 'DestinationRule' },
   ],
-  smi: [],
+  // Each TrafficSplit version a provider string may write (a router reads the
+  // cache of its own version), and the HTTPRouteGroup of v1alpha3 A/B runs
+  // (specs.smi-spec.io/v1alpha3 is the version TrafficSplit v1alpha3 is
+  // specified with). Versions a cluster does not serve are retried slowly.
+  smi: [
+    { group: 'split.smi-spec.io', version: 'v1alpha1', plural: 'trafficsplits', kind: 'TrafficSplit' },
+    { group: 'split.smi-spec.io', version: 'v1alpha2', plural: 'trafficsplits', kind: 'TrafficSplit' },
+    { group: 'split.smi-spec.io', version: 'v1alpha3', plural: 'trafficsplits', kind: 'TrafficSplit' },
+    { group: 'specs.smi-spec.io', version: 'v1alpha3', plural: 'httproutegroups', kind: 'HTTPRouteGroup' },
+  ],
   nginx: [],
   traefik: [],
   contour: [],
@@ -100,7 +109,13 @@ const hasAnalysis = (f: string) => `has(self.analysis) && has(self.analysis.${f}
 
 export const FIELD_SUPPORT: readonly FieldSupport[] = [
   { field: 'service.gatewayRefs', isSet: hasService('gatewayRefs'), families: ['gatewayapi'] },
-  { field: 'service.hosts', isSet: hasService('hosts'), families: ['gatewayapi', 'istio'] },
+  {
+    field: 'service.hosts',
+    isSet: hasService('hosts'),
+    families: ['gatewayapi', 'istio', 'smi'],
+    // A TrafficSplit has one root service: hosts[0] names it.
+    only: { smi: { cel: 'size(self.service.hosts) == 1', test: () => true, what: 'smi (one host: the TrafficSplit root service)' } },
+  },
   { field: 'service.headers', isSet: hasService('headers'), families: ['gatewayapi', 'istio'] },
   { field: 'service.match', isSet: hasService('match'), families: ['gatewayapi', 'istio'] },
   { field: 'service.timeout', isSet: hasService('timeout'), families: ['gatewayapi', 'istio'] },
@@ -110,7 +125,21 @@ export const FIELD_SUPPORT: readonly FieldSupport[] = [
   { field: 'service.corsPolicy', isSet: hasService('corsPolicy'), families: ['istio'] },
   { field: 'service.rewrite', isSet: hasService('rewrite'), families: ['istio'] },
   { field: 'ingressRef', isSet: 'has(self.ingressRef)', families: [] },
-  { field: 'analysis.match', isSet: hasAnalysis('match'), families: ['gatewayapi', 'istio'] },
+  {
+    field: 'analysis.match',
+    isSet: hasAnalysis('match'),
+    families: ['gatewayapi', 'istio', 'smi'],
+    // TrafficSplit matches exist from v1alpha3 on. One TrafficSplit limited to
+    // the matching requests is an A/B run (analysis.iterations), and an
+    // HTTPRouteGroup matches path, method and headers, not query parameters.
+    only: {
+      smi: {
+        cel: "{p}.matches('^smi:v1alpha3(:.*)?$') && has(self.analysis.iterations) && self.analysis.iterations > 0 && self.analysis.match.all(m, !has(m.queryParams) && !has(m.sourceLabels))",
+        test: (provider) => /^smi:v1alpha3(:.*)?$/.test(provider),
+        what: 'smi:v1alpha3[:<mesh>] (A/B with analysis.iterations; path, method and headers only)',
+      },
+    },
+  },
   // Matching the calling workload's labels needs the mesh's view of the caller: only Istio has it.
   {
     field: 'match[].sourceLabels',

@@ -9,6 +9,7 @@ import type { Caches } from '../observe/caches.js';
 import { GATEWAY_API_TRAITS, GatewayApiRouter } from './gatewayapi.js';
 import { ISTIO_TRAITS, IstioRouter } from './istio.js';
 import { KUBERNETES_TRAITS, KubernetesRouter } from './kubernetes.js';
+import { SmiRouter, smiTraits } from './smi.js';
 import type { Router, RouterTraits } from './router.js';
 
 export interface RouterDeps {
@@ -18,7 +19,8 @@ export interface RouterDeps {
 }
 
 interface Entry {
-  traits: RouterTraits;
+  /** The traits, or for a family whose providers differ (SMI meshes' metrics), the traits of a provider string. */
+  traits: RouterTraits | ((provider: string) => RouterTraits);
   /** One router for a family; `provider` is the exact provider string (SMI versions differ in their objects). */
   create(deps: RouterDeps, provider: string): Router;
 }
@@ -27,6 +29,7 @@ const REGISTRY: Partial<Record<RouterFamily, Entry>> = {
   kubernetes: { traits: KUBERNETES_TRAITS, create: (d) => new KubernetesRouter({ core: d.core, caches: d.caches }) },
   gatewayapi: { traits: GATEWAY_API_TRAITS, create: (d) => new GatewayApiRouter({ core: d.core, custom: d.custom, caches: d.caches }) },
   istio: { traits: ISTIO_TRAITS, create: (d) => new IstioRouter({ core: d.core, custom: d.custom, caches: d.caches }) },
+  smi: { traits: smiTraits, create: (d, provider) => new SmiRouter({ core: d.core, custom: d.custom, caches: d.caches, provider }) },
 };
 
 export const DEFAULT_PROVIDER = 'kubernetes';
@@ -40,7 +43,8 @@ function entry(provider: string | undefined): Entry {
 
 /** The traits of the router a Canary's `spec.provider` names (static: no router is built). */
 export function routerTraits(provider: string | undefined): RouterTraits {
-  return entry(provider).traits;
+  const traits = entry(provider).traits;
+  return typeof traits === 'function' ? traits(provider ?? DEFAULT_PROVIDER) : traits;
 }
 
 /** The resources the routers read through informers (the reconciler starts one per resource). */

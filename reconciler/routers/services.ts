@@ -4,9 +4,12 @@
 
 import type * as k8s from '@kubernetes/client-node';
 import type { Canary } from '../../core/api/types.js';
-import { mergeRouterService, routerServiceNeedsUpdate } from '../apply/copy.js';
+import { CANARY_SUFFIX, PRIMARY_SUFFIX } from '../../core/contract.js';
+import { apexServiceName, buildRouterService, mergeRouterService, routerServiceNeedsUpdate, routerServicePorts } from '../apply/copy.js';
 import type { ObjectCache } from '../observe/caches.js';
+import { buildCanaryRouterService, primarySelector } from './kubernetes.js';
 import { FIELD_MANAGER, OwnedObjects, assertOurs, conflictOf, notOurs } from './owned.js';
+import type { RouterContext } from './router.js';
 
 export class RouterServices {
   private readonly store: OwnedObjects<k8s.V1Service>;
@@ -43,5 +46,45 @@ export class RouterServices {
     const existing = await this.store.read(ns, name);
     if (!existing || notOurs(existing, canary)) return;
     await this.store.remove(ns, name, existing);
+  }
+
+  // ---------------------------------------------------------------- the pair of a Deployment target
+
+  /** `<apex>-primary` (the primary's Pods) and `<apex>-canary` (the copy's renamed Pods), as every router with Services of its own builds them. */
+  async ensurePair(ctx: RouterContext): Promise<void> {
+    if (ctx.canary.spec.targetRef.kind !== 'Deployment') return;
+    const svc = apexServiceName(ctx.canary);
+    await this.ensure(
+      buildRouterService({
+        name: `${svc}${PRIMARY_SUFFIX}`,
+        namespace: ctx.namespace,
+        selector: primarySelector(ctx),
+        ports: routerServicePorts(ctx.canary.spec.service, ctx.service),
+        canary: ctx.canary,
+        ...(ctx.canary.spec.service?.primary ? { overrides: ctx.canary.spec.service.primary } : {}),
+      }),
+      ctx.canary,
+    );
+    await this.ensure(buildCanaryRouterService(ctx), ctx.canary);
+  }
+
+  /** Why `<apex>-primary` or `<apex>-canary` (from the cache) blocks the Canary. */
+  pairConflicts(ctx: RouterContext): string[] {
+    if (ctx.canary.spec.targetRef.kind !== 'Deployment') return [];
+    const svc = apexServiceName(ctx.canary);
+    const out: string[] = [];
+    for (const name of [`${svc}${PRIMARY_SUFFIX}`, `${svc}${CANARY_SUFFIX}`]) {
+      const why = this.conflict(ctx.namespace, name, ctx.canary);
+      if (why) out.push(why);
+    }
+    return out;
+  }
+
+  /** Removes the pair (the canary's first), where canary-gate created it. */
+  async removePair(ctx: RouterContext): Promise<void> {
+    if (ctx.canary.spec.targetRef.kind !== 'Deployment') return;
+    const svc = apexServiceName(ctx.canary);
+    await this.remove(ctx.namespace, `${svc}${CANARY_SUFFIX}`, ctx.canary);
+    await this.remove(ctx.namespace, `${svc}${PRIMARY_SUFFIX}`, ctx.canary);
   }
 }
