@@ -64,7 +64,7 @@ export const ROUTER_RESOURCES: Readonly<Record<RouterFamily, readonly RouterReso
   gatewayapi: [{ group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes', kind: 'HTTPRoute' }],
   istio: [],
   smi: [],
-  nginx: [],
+  nginx: [{ group: 'networking.k8s.io', version: 'v1', plural: 'ingresses', kind: 'Ingress' }],
   traefik: [],
   contour: [],
 };
@@ -106,15 +106,17 @@ export const FIELD_SUPPORT: readonly FieldSupport[] = [
   { field: 'service.trafficPolicy', isSet: hasService('trafficPolicy'), families: [] },
   { field: 'service.corsPolicy', isSet: hasService('corsPolicy'), families: [] },
   { field: 'service.rewrite', isSet: hasService('rewrite'), families: [] },
-  { field: 'ingressRef', isSet: 'has(self.ingressRef)', families: [] },
-  { field: 'analysis.match', isSet: hasAnalysis('match'), families: ['gatewayapi'] },
+  { field: 'ingressRef', isSet: 'has(self.ingressRef)', families: ['nginx'] },
+  { field: 'analysis.match', isSet: hasAnalysis('match'), families: ['gatewayapi', 'nginx'] },
   { field: 'analysis.mirror', isSet: `${hasAnalysis('mirror')} && self.analysis.mirror`, families: ['gatewayapi'] },
   { field: 'analysis.mirrorWeight', isSet: hasAnalysis('mirrorWeight'), families: ['gatewayapi'] },
   { field: 'analysis.sessionAffinity', isSet: hasAnalysis('sessionAffinity'), families: ['gatewayapi'] },
 ];
 
 /** Families that require a field (nginx clones the user's Ingress). */
-export const FIELD_REQUIRED: Partial<Record<RouterFamily, { field: string; isSet: string }>> = {};
+export const FIELD_REQUIRED: Partial<Record<RouterFamily, { field: string; isSet: string }>> = {
+  nginx: { field: 'ingressRef', isSet: 'has(self.ingressRef)' },
+};
 
 /** CEL: the family of `p`, the provider string (as routerFamily does). */
 function familyIs(family: RouterFamily, p: string): string {

@@ -8,6 +8,7 @@ import { ROUTER_RESOURCES, routerFamily, type RouterFamily, type RouterResource 
 import type { Caches } from '../observe/caches.js';
 import { GATEWAY_API_TRAITS, GatewayApiRouter } from './gatewayapi.js';
 import { KUBERNETES_TRAITS, KubernetesRouter } from './kubernetes.js';
+import { NGINX_TRAITS, NginxRouter } from './nginx.js';
 import type { Router, RouterTraits } from './router.js';
 
 export interface RouterDeps {
@@ -25,6 +26,7 @@ interface Entry {
 const REGISTRY: Partial<Record<RouterFamily, Entry>> = {
   kubernetes: { traits: KUBERNETES_TRAITS, create: (d) => new KubernetesRouter({ core: d.core, caches: d.caches }) },
   gatewayapi: { traits: GATEWAY_API_TRAITS, create: (d) => new GatewayApiRouter({ core: d.core, custom: d.custom, caches: d.caches }) },
+  nginx: { traits: NGINX_TRAITS, create: (d) => new NginxRouter({ core: d.core, custom: d.custom, caches: d.caches }) },
 };
 
 export const DEFAULT_PROVIDER = 'kubernetes';
