@@ -141,7 +141,7 @@ export function fieldSupportRules(): Array<{ rule: string; message: string }> {
     });
   }
   for (const [fam, req] of Object.entries(FIELD_REQUIRED) as Array<[RouterFamily, { field: string; isSet: string }]>) {
-    rules.push({ rule: `!${familyIs(fam, p)} || (${req.isSet})`, message: `the ${fam} provider needs ${req.field}` });
+    rules.push({ rule: `!(${familyIs(fam, p)}) || (${req.isSet})`, message: `the ${fam} provider needs ${req.field}` });
   }
   return rules;
 }
