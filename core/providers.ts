@@ -66,7 +66,7 @@ export const ROUTER_RESOURCES: Readonly<Record<RouterFamily, readonly RouterReso
   smi: [],
   nginx: [{ group: 'networking.k8s.io', version: 'v1', plural: 'ingresses', kind: 'Ingress' }],
   traefik: [],
-  contour: [],
+  contour: [{ group: 'projectcontour.io', version: 'v1', plural: 'httpproxies', kind: 'HTTPProxy' }],
 };
 
 /** Every resource of every family, once each (for RBAC and informers). */
@@ -98,18 +98,18 @@ const hasAnalysis = (f: string) => `has(self.analysis) && has(self.analysis.${f}
 export const FIELD_SUPPORT: readonly FieldSupport[] = [
   { field: 'service.gatewayRefs', isSet: hasService('gatewayRefs'), families: ['gatewayapi'] },
   { field: 'service.hosts', isSet: hasService('hosts'), families: ['gatewayapi'] },
-  { field: 'service.headers', isSet: hasService('headers'), families: ['gatewayapi'] },
+  { field: 'service.headers', isSet: hasService('headers'), families: ['gatewayapi', 'contour'] },
   { field: 'service.match', isSet: hasService('match'), families: ['gatewayapi'] },
-  { field: 'service.timeout', isSet: hasService('timeout'), families: ['gatewayapi'] },
-  { field: 'service.retries', isSet: hasService('retries'), families: [] },
+  { field: 'service.timeout', isSet: hasService('timeout'), families: ['gatewayapi', 'contour'] },
+  { field: 'service.retries', isSet: hasService('retries'), families: ['contour'] },
   { field: 'service.gateways', isSet: hasService('gateways'), families: [] },
   { field: 'service.trafficPolicy', isSet: hasService('trafficPolicy'), families: [] },
   { field: 'service.corsPolicy', isSet: hasService('corsPolicy'), families: [] },
   { field: 'service.rewrite', isSet: hasService('rewrite'), families: [] },
   { field: 'ingressRef', isSet: 'has(self.ingressRef)', families: ['nginx'] },
-  { field: 'analysis.match', isSet: hasAnalysis('match'), families: ['gatewayapi', 'nginx'] },
-  { field: 'analysis.mirror', isSet: `${hasAnalysis('mirror')} && self.analysis.mirror`, families: ['gatewayapi'] },
-  { field: 'analysis.mirrorWeight', isSet: hasAnalysis('mirrorWeight'), families: ['gatewayapi'] },
+  { field: 'analysis.match', isSet: hasAnalysis('match'), families: ['gatewayapi', 'nginx', 'contour'] },
+  { field: 'analysis.mirror', isSet: `${hasAnalysis('mirror')} && self.analysis.mirror`, families: ['gatewayapi', 'contour'] },
+  { field: 'analysis.mirrorWeight', isSet: hasAnalysis('mirrorWeight'), families: ['gatewayapi', 'contour'] },
   { field: 'analysis.sessionAffinity', isSet: hasAnalysis('sessionAffinity'), families: ['gatewayapi'] },
 ];
 

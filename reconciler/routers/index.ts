@@ -6,6 +6,7 @@
 import type * as k8s from '@kubernetes/client-node';
 import { ROUTER_RESOURCES, routerFamily, type RouterFamily, type RouterResource } from '../../core/providers.js';
 import type { Caches } from '../observe/caches.js';
+import { CONTOUR_TRAITS, ContourRouter } from './contour.js';
 import { GATEWAY_API_TRAITS, GatewayApiRouter } from './gatewayapi.js';
 import { KUBERNETES_TRAITS, KubernetesRouter } from './kubernetes.js';
 import { NGINX_TRAITS, NginxRouter } from './nginx.js';
@@ -26,6 +27,7 @@ interface Entry {
 const REGISTRY: Partial<Record<RouterFamily, Entry>> = {
   kubernetes: { traits: KUBERNETES_TRAITS, create: (d) => new KubernetesRouter({ core: d.core, caches: d.caches }) },
   gatewayapi: { traits: GATEWAY_API_TRAITS, create: (d) => new GatewayApiRouter({ core: d.core, custom: d.custom, caches: d.caches }) },
+  contour: { traits: CONTOUR_TRAITS, create: (d) => new ContourRouter({ core: d.core, custom: d.custom, caches: d.caches }) },
   nginx: { traits: NGINX_TRAITS, create: (d) => new NginxRouter({ core: d.core, custom: d.custom, caches: d.caches }) },
 };
 

@@ -268,6 +268,7 @@ fetch_module_crds() {
 provider_crds() {
   # One line per provider (the routers of reconciler/routers/).
   :
+  fetch_module_crds contour "github.com/projectcontour/contour@$CONTOUR_VERSION" examples/contour/01-crds.yaml
 }
 
 install_prometheus() {
