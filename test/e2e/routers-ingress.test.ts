@@ -1,8 +1,9 @@
 // The ingress routers against the real API server: the canary Ingress of the
-// nginx router (Ingress is built in), validated by the API server; a full
-// nginx rollout through the real reconciler; the CRD's CEL rule that needs
-// ingressRef for nginx; and the built-in metrics of the router on series in
-// ingress-nginx's format, queried on the real Prometheus.
+// nginx router (Ingress is built in) and the HTTPProxy of the contour router
+// (Contour's own CRDs), validated by the API server; a full nginx rollout
+// through the real reconciler; the CRD's CEL rules for nginx; and each
+// router's built-in metrics on series in its proxy's format (ingress-nginx,
+// Envoy as Contour names its clusters), queried on the real Prometheus.
 
 import assert from 'node:assert/strict';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
@@ -12,6 +13,7 @@ import path from 'node:path';
 import type { Canary, CanaryMetric, CanarySpec } from '../../core/api/types.js';
 import { TemplateMetricChecker } from '../../reconciler/analysis/metrics/checker.js';
 import type { CheckResult } from '../../reconciler/decide/transition.js';
+import { ContourRouter, type HTTPProxy } from '../../reconciler/routers/contour.js';
 import { BY_COOKIE, BY_HEADER, BY_HEADER_VALUE, CANARY_ANNOTATION, NginxRouter, WEIGHT_ANNOTATION, type Ingress } from '../../reconciler/routers/nginx.js';
 import type { RouterContext } from '../../reconciler/routers/router.js';
 import { apps, applyAsUser, clusterDir, core, custom, getObject, kubectl, kubectlOk } from './cluster.js';
@@ -22,6 +24,18 @@ import { waitFor } from './wait.js';
 
 const PROMETHEUS = `http://127.0.0.1:${process.env.PROMETHEUS_PORT ?? '39090'}`;
 const INGRESSES = { group: 'networking.k8s.io', version: 'v1', plural: 'ingresses' };
+const PROXIES = { group: 'projectcontour.io', version: 'v1', plural: 'httpproxies' };
+
+async function getProxy(ns: string, name: string): Promise<HTTPProxy | undefined> {
+  try {
+    return (await custom().getNamespacedCustomObject({ ...PROXIES, namespace: ns, name })) as HTTPProxy;
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) return undefined;
+    throw err;
+  }
+}
+
+const serviceList = (p: HTTPProxy | undefined, route: number) => (p?.spec.routes?.[route]?.services ?? []).map((x) => `${x.name}${x.mirror ? ' mirror' : ''}:${x.weight ?? '-'}`);
 
 /** The user's Ingress: host web.<name>.example.test, / to the apex Service, /static elsewhere. */
 function userIngress(name: string, apex: string) {
@@ -140,6 +154,79 @@ describe('ingress routers on a real API server', function () {
     });
   });
 
+  describe('contour: the HTTPProxy', function () {
+    let router: ContourRouter;
+    let ctx: RouterContext;
+    const spec: Partial<CanarySpec> = {
+      provider: 'contour',
+      service: {
+        port: 80,
+        timeout: '15s',
+        retries: { attempts: 3, perTryTimeout: '5s', retryOn: 'gateway-error,connect-failure' },
+        headers: { request: { set: { 'x-canary-gate': 'on' }, remove: ['x-debug'] }, response: { add: { 'x-served-by': 'cart' } } },
+      },
+    };
+
+    before(async () => {
+      router = new ContourRouter({ core: core(), custom: custom() });
+      await kubectlOk(['-n', ns, 'apply', '-f', '-'], { input: yamlOf(deployment('cart', { image: 'cart:1', replicas: 1 }), service('cart', { selector: { app: 'cart' } })) });
+      ctx = await routerContext(ns, await anchorCanary(ns, 'cart', spec), 'cart');
+    });
+
+    it('is accepted by the API server: weights, retries, timeout and header policies; a root proxy can include it', async () => {
+      await router.reconcile(ctx);
+      let p = await getProxy(ns, 'cart');
+      assert.ok(p, 'proxy created');
+      assert.equal(p.spec.virtualhost, undefined);
+      const route = p.spec.routes?.[0];
+      assert.deepEqual(serviceList(p, 0), ['cart-primary:100', 'cart-canary:0']);
+      assert.deepEqual(route?.retryPolicy, { count: 3, perTryTimeout: '5s', retryOn: ['gateway-error', 'connect-failure'] });
+      assert.deepEqual(route?.timeoutPolicy, { response: '15s' });
+      assert.deepEqual(route?.requestHeadersPolicy, { set: [{ name: 'x-canary-gate', value: 'on' }], remove: ['x-debug'] });
+      assert.deepEqual(route?.responseHeadersPolicy, { set: [{ name: 'x-served-by', value: 'cart' }] });
+      await kubectlOk(['-n', ns, 'apply', '-f', '-'], {
+        input: JSON.stringify({ apiVersion: 'projectcontour.io/v1', kind: 'HTTPProxy', metadata: { name: 'root' }, spec: { virtualhost: { fqdn: 'cart.example.test' }, includes: [{ name: 'cart', conditions: [{ prefix: '/cart' }] }] } }),
+      });
+      const version = p.metadata.resourceVersion;
+      await router.reconcile(ctx);
+      await router.setWeight(ctx, { weight: 0 });
+      p = await getProxy(ns, 'cart');
+      assert.equal(p?.metadata.resourceVersion, version, 'a second reconcile writes nothing (the stored defaults compare equal)');
+    });
+
+    it('takes weights, an A/B route on a header, a cookie and a query parameter, and mirroring', async () => {
+      await router.setWeight(ctx, { weight: 30 });
+      assert.deepEqual(serviceList(await getProxy(ns, 'cart'), 0), ['cart-primary:70', 'cart-canary:30']);
+      await router.setWeight(ctx, {
+        weight: 30,
+        match: [{ headers: { 'x-canary': { exact: 'insider' }, cookie: { regex: '^(.*?;)?(canary=always)(;.*)?$' } } }, { queryParams: { beta: { exact: '1' } } }],
+      });
+      let p = await getProxy(ns, 'cart');
+      assert.equal(p?.spec.routes?.length, 3);
+      assert.deepEqual(p?.spec.routes?.[0]?.conditions, [{ prefix: '/' }, { header: { name: 'x-canary', exact: 'insider' } }, { header: { name: 'cookie', regex: '^(.*?;)?(canary=always)(;.*)?$' } }]);
+      assert.deepEqual(p?.spec.routes?.[1]?.conditions, [{ prefix: '/' }, { queryParameter: { name: 'beta', exact: '1' } }]);
+      assert.deepEqual(serviceList(p, 0), ['cart-canary:100']);
+      assert.deepEqual(serviceList(p, 2), ['cart-primary:70', 'cart-canary:30']);
+      await router.setWeight(ctx, { weight: 0, mirror: 20 });
+      p = await getProxy(ns, 'cart');
+      assert.deepEqual(serviceList(p, 0), ['cart-primary:100', 'cart-canary mirror:20']);
+      assert.deepEqual(router.getWeights({ ...ctx }), { primary: 100, canary: 0, mirror: 20 });
+    });
+
+    it('finalize: all to the primary, handed back to the apex Service, our Services removed; the root proxy untouched', async () => {
+      const root = await getProxy(ns, 'root');
+      await router.setWeight(ctx, { weight: 50 });
+      await router.finalize(ctx);
+      const p = await getProxy(ns, 'cart');
+      assert.ok(p, 'kept for the root that includes it');
+      assert.deepEqual(serviceList(p, 0), ['cart:100']);
+      assert.equal(p.metadata.ownerReferences, undefined);
+      assert.equal((await kubectl(['-n', ns, 'get', 'service', 'cart-canary'])).code, 1);
+      assert.equal((await kubectl(['-n', ns, 'get', 'service', 'cart-primary'])).code, 1);
+      assert.equal((await getProxy(ns, 'root'))?.metadata.resourceVersion, root?.metadata.resourceVersion);
+    });
+  });
+
   describe('the CRD', function () {
     const canaryBody = (spec: Record<string, unknown>) =>
       JSON.stringify({ apiVersion: 'canarygate.dev/v1alpha1', kind: 'Canary', metadata: { name: 'refused' }, spec: { targetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'x' }, service: { port: 80 }, ...spec } });
@@ -221,6 +308,58 @@ describe('nginx rollout through the real reconciler', function () {
   });
 });
 
+describe('contour rollout through the real reconciler', function () {
+  let ns: string;
+  let reconciler: RunningReconciler;
+  before(async function () {
+    ns = await createNamespace('contour-rollout');
+    reconciler = await startReconciler({ namespace: ns });
+  });
+  after(async function () {
+    await reconciler?.stop();
+    await deleteNamespace(ns);
+  });
+
+  it('shifts the HTTPProxy weights step by step, promotes, and on deletion hands the proxy back to the apex Service', async function () {
+    const name = 'pay';
+    const phase = async () => (await getObject<Canary>(ns, 'canary', name))?.status?.phase;
+    await applyAsUser(ns, {
+      apiVersion: 'canarygate.dev/v1alpha1',
+      kind: 'Canary',
+      metadata: { name },
+      spec: {
+        provider: 'contour',
+        progressDeadlineSeconds: 60,
+        targetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name },
+        service: { port: 80, targetPort: 'http', timeout: '10s' },
+        analysis: { interval: '1s', stepWeight: 25, maxWeight: 50 },
+      },
+    });
+    await applyAsUser(ns, deployment(name, { image: 'example.test/pay:1' }));
+    await applyAsUser(ns, service(name, { selector: { app: name } }));
+    await waitFor('Initialized', async () => (await phase()) === 'Initialized', { namespace: ns, timeoutMs: 30_000 });
+    const initial = await waitFor('the HTTPProxy', () => getProxy(ns, name), { namespace: ns, timeoutMs: 30_000 });
+    assert.deepEqual(serviceList(initial, 0), [`${name}-primary:100`, `${name}-canary:0`]);
+
+    await applyAsUser(ns, deployment(name, { image: 'example.test/pay:2' }));
+    const seen = new Set<string>();
+    await waitFor('Succeeded', async () => {
+      const p = await getProxy(ns, name);
+      if (p) seen.add(serviceList(p, 0).join(','));
+      return (await phase()) === 'Succeeded';
+    }, { namespace: ns, timeoutMs: 90_000, intervalMs: 100 });
+    assert.ok(seen.has(`${name}-primary:75,${name}-canary:25`) || seen.has(`${name}-primary:50,${name}-canary:50`), `the proxy carried canary weight on the way (saw ${[...seen].join(' | ')})`);
+    assert.deepEqual(serviceList(await getProxy(ns, name), 0), [`${name}-primary:100`, `${name}-canary:0`]);
+
+    await kubectlOk(['-n', ns, 'delete', 'canary', name, '--wait=false']);
+    await waitFor('the Canary to be gone', async () => (await getObject(ns, 'canary', name)) === undefined, { namespace: ns, timeoutMs: 30_000 });
+    const kept = await getProxy(ns, name);
+    assert.deepEqual(serviceList(kept, 0), [`${name}:100`], 'handed back to the apex Service');
+    assert.deepEqual(kept?.spec.routes?.[0]?.timeoutPolicy, { response: '10s' });
+    assert.equal(kept?.metadata.ownerReferences, undefined, 'not garbage-collected with the Canary');
+  });
+});
+
 // ------------------------------------------------------------------ built-in metrics on the real Prometheus
 
 /** Serves series in a proxy's format; counters grow with every scrape. */
@@ -275,11 +414,31 @@ function nginxSeries(ns: string, n: number): string[] {
   ];
 }
 
+/** Envoy's cluster statistics as Contour names clusters (<namespace>_<service>_<port>): the canary is healthy and fast. */
+function envoySeries(ns: string, n: number): string[] {
+  const cluster = (svc: string) => `envoy_cluster_name="${ns}_${svc}_80"`;
+  const le = (counts: number[]): Array<[string, number]> => ['50', '100', '250', '500', '+Inf'].map((b, i) => [b, counts[i] as number]);
+  return [
+    '# TYPE envoy_cluster_upstream_rq counter',
+    `envoy_cluster_upstream_rq{${cluster('cart-canary')},envoy_response_code="200"} ${99 * n}`,
+    `envoy_cluster_upstream_rq{${cluster('cart-canary')},envoy_response_code="503"} ${1 * n}`,
+    `envoy_cluster_upstream_rq{${cluster('cart-primary')},envoy_response_code="500"} ${50 * n}`,
+    `envoy_cluster_upstream_rq{${cluster('cart-primary')},envoy_response_code="200"} ${50 * n}`,
+    `envoy_cluster_upstream_rq{envoy_cluster_name="${ns}-other_cart-canary_80",envoy_response_code="500"} ${100 * n}`,
+    '# TYPE envoy_cluster_upstream_rq_time histogram',
+    // Milliseconds: the canary's p99 is 250 ms; the primary is slow.
+    ...buckets('envoy_cluster_upstream_rq_time_bucket', cluster('cart-canary'), le([50, 90, 99, 100, 100]), n),
+    `envoy_cluster_upstream_rq_time_sum{${cluster('cart-canary')}} ${12000 * n}`,
+    `envoy_cluster_upstream_rq_time_count{${cluster('cart-canary')}} ${100 * n}`,
+    ...buckets('envoy_cluster_upstream_rq_time_bucket', cluster('cart-primary'), le([0, 0, 0, 0, 100]), n),
+  ];
+}
+
 describe('ingress routers: built-in metrics on a real Prometheus', function () {
   this.timeout(120_000);
   const run = `ing${process.pid}${Date.now().toString(36)}`;
   const ns = `ns-${run}`;
-  const exporter = new Exporter((n) => [...nginxSeries(ns, n)]);
+  const exporter = new Exporter((n) => [...nginxSeries(ns, n), ...envoySeries(ns, n)]);
   const targetsFile = path.join(clusterDir, 'prometheus', 'targets', `routers-ingress-${run}.json`);
   const checker = new TemplateMetricChecker({ template: () => undefined, secret: async () => undefined, builtinPrometheus: PROMETHEUS });
 
@@ -310,6 +469,16 @@ describe('ingress routers: built-in metrics on a real Prometheus', function () {
 
   it('nginx: success rate and p99 of the canary backend of the user Ingress only', async () => {
     const canary = canaryWith({ provider: 'nginx', ingressRef: { kind: 'Ingress', name: 'shop' } });
+    const sr = await judged(canary, { name: 'request-success-rate', interval: '10s', thresholdRange: { min: 98.9 } });
+    assert.equal(sr.passed, true, sr.message);
+    assert.ok(Math.abs((sr.metric?.value ?? 0) - 99) < 0.01, sr.message);
+    const d = await judged(canary, { name: 'request-duration', interval: '10s', thresholdRange: { max: 500 } });
+    assert.equal(d.passed, true, d.message);
+    assert.ok(Math.abs((d.metric?.value ?? 0) - 250) < 0.5, d.message);
+  });
+
+  it('contour: success rate and p99 of the <apex>-canary cluster only', async () => {
+    const canary = canaryWith({ provider: 'contour', targetRef: { kind: 'Deployment', name: 'cart' } });
     const sr = await judged(canary, { name: 'request-success-rate', interval: '10s', thresholdRange: { min: 98.9 } });
     assert.equal(sr.passed, true, sr.message);
     assert.ok(Math.abs((sr.metric?.value ?? 0) - 99) < 0.01, sr.message);
