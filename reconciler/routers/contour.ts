@@ -357,8 +357,17 @@ export class ContourRouter implements Router {
     return Math.max(1, primaryReplicas);
   }
 
+  /** Names taken, and an analysis.match Contour cannot express (reported on the Canary; no run starts). */
   conflicts(ctx: RouterContext): string[] {
     const out = apexServiceConflicts(this.services, ctx);
+    const match = ctx.canary.spec.analysis?.match;
+    if (match?.length) {
+      try {
+        toConditions(match);
+      } catch (err) {
+        out.push((err as Error).message);
+      }
+    }
     const plan = proxyPlan(ctx);
     const why = conflictOf(this.proxies.cached(plan.namespace, plan.name), ctx.canary, 'HTTPProxy', this.hint(ctx));
     if (why) out.push(why);

@@ -304,6 +304,10 @@ export const NGINX_METRICS: Readonly<Record<string, string>> = {
 
 // ------------------------------------------------------------------ the router
 
+function missingIngress(ctx: RouterContext, name: string): string {
+  return `Ingress ${ctx.namespace}/${name} (spec.ingressRef of Canary ${ctx.canary.metadata.name}) does not exist: create it, or correct spec.ingressRef`;
+}
+
 export interface NginxRouterOptions {
   core: k8s.CoreV1Api;
   custom: k8s.CustomObjectsApi;
@@ -346,10 +350,26 @@ export class NginxRouter implements Router {
     return Math.max(1, primaryReplicas);
   }
 
+  /**
+   * Besides names taken, what keeps this router from routing, so that the
+   * Canary reports it (condition, Warning Event, status message) and no run
+   * starts: a referenced Ingress that does not exist, an analysis.match
+   * ingress-nginx cannot express.
+   */
   conflicts(ctx: RouterContext): string[] {
     const out = apexServiceConflicts(this.services, ctx);
-    if (!ctx.canary.spec.ingressRef?.name) return out;
-    const why = conflictOf(this.ingresses.cached(ctx.namespace, canaryIngressName(ctx.canary)), ctx.canary, 'Ingress', `rename it: canary-gate needs the name for the canary Ingress of ${ctx.canary.spec.ingressRef.name}`);
+    const match = ctx.canary.spec.analysis?.match;
+    if (match?.length) {
+      try {
+        matchAnnotations(match);
+      } catch (err) {
+        out.push((err as Error).message);
+      }
+    }
+    const ref = ctx.canary.spec.ingressRef?.name;
+    if (!ref) return out;
+    if (!this.ingresses.cached(ctx.namespace, ref)) out.push(missingIngress(ctx, ref));
+    const why = conflictOf(this.ingresses.cached(ctx.namespace, canaryIngressName(ctx.canary)), ctx.canary, 'Ingress', `rename it: canary-gate needs the name for the canary Ingress of ${ref}`);
     if (why) out.push(why);
     return out;
   }
@@ -436,7 +456,7 @@ export class NginxRouter implements Router {
   private async userIngress(ctx: RouterContext): Promise<Ingress> {
     const name = ingressRefName(ctx.canary);
     const user = await this.ingresses.read(ctx.namespace, name);
-    if (!user) throw new Error(`Ingress ${ctx.namespace}/${name} (spec.ingressRef of Canary ${ctx.canary.metadata.name}) does not exist: create it, or correct spec.ingressRef`);
+    if (!user) throw new Error(missingIngress(ctx, name));
     return user;
   }
 

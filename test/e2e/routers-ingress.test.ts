@@ -306,6 +306,41 @@ describe('nginx rollout through the real reconciler', function () {
     const after = await getIngress(ns, name);
     assert.equal(after?.metadata.resourceVersion, user?.metadata.resourceVersion, "the user's Ingress was never written");
   });
+
+  it('reports a missing Ingress on the Canary and starts no run until it exists', async function () {
+    const name = 'late';
+    const get = () => getObject<Canary>(ns, 'canary', name);
+    await applyAsUser(ns, {
+      apiVersion: 'canarygate.dev/v1alpha1',
+      kind: 'Canary',
+      metadata: { name },
+      spec: {
+        provider: 'nginx',
+        progressDeadlineSeconds: 60,
+        targetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name },
+        ingressRef: { apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', name },
+        service: { port: 80, targetPort: 'http' },
+        analysis: { interval: '1s', stepWeight: 50, maxWeight: 50 },
+      },
+    });
+    await applyAsUser(ns, deployment(name, { image: 'example.test/late:1' }));
+    await applyAsUser(ns, service(name, { selector: { app: name } }));
+    const held = await waitFor('the missing Ingress reported', async () => {
+      const c = await get();
+      const cond = c?.status?.conditions?.find((x) => x.type === 'NameTaken' && x.status === 'True');
+      return cond?.message?.includes(`Ingress ${ns}/${name} (spec.ingressRef of Canary ${name}) does not exist`) ? c : undefined;
+    }, { namespace: ns, timeoutMs: 30_000 });
+    assert.match(held.status?.message ?? '', /^held: /);
+    await applyAsUser(ns, deployment(name, { image: 'example.test/late:2' }));
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal(await getIngress(ns, `${name}-canary`), undefined, 'no run without the Ingress');
+    assert.notEqual((await get())?.status?.phase, 'Progressing');
+
+    await applyAsUser(ns, userIngress(name, name));
+    await waitFor('Succeeded', async () => (await get())?.status?.phase === 'Succeeded', { namespace: ns, timeoutMs: 90_000 });
+    assert.equal((await getIngress(ns, `${name}-canary`))?.metadata.annotations?.[WEIGHT_ANNOTATION], '0');
+    assert.equal((await get())?.status?.conditions?.find((x) => x.type === 'NameTaken')?.status, 'False');
+  });
 });
 
 describe('contour rollout through the real reconciler', function () {

@@ -211,7 +211,9 @@ describe('contour: the plan and the A/B conditions', () => {
     assert.throws(() => toConditions([{ method: { exact: 'GET' } }]), /analysis.match\[0\] matches the method, which the contour provider cannot express/);
     assert.throws(() => toConditions([{ sourceLabels: { app: 'x' } }]), /source labels/);
     const api = new FakeApi();
-    await assert.rejects(router(api).reconcile(ctx(canary({ analysis: { iterations: 2, match: [{ method: { exact: 'GET' } }] } }))), /cannot express/);
+    const c = ctx(canary({ analysis: { iterations: 2, match: [{ method: { exact: 'GET' } }] } }));
+    assert.match(router(api).conflicts(c).join(), /matches the method/, 'reported on the Canary');
+    await assert.rejects(router(api).reconcile(c), /cannot express/);
     assert.equal(api.writes(), 0);
   });
 });

@@ -276,6 +276,8 @@ describe('nginx: analysis.match as canary annotations', () => {
     it(`refuses ${what} with a clear error, from reconcile before anything is written`, async () => {
       assert.throws(() => matchAnnotations(analysis.match ?? []), message);
       const api = withUserIngress();
+      // Reported on the Canary through the blockers.
+      assert.match(router(api).conflicts(ctx(canary({ analysis }))).join('; '), message);
       await assert.rejects(router(api).reconcile(ctx(canary({ analysis }))), /cannot be expressed with the nginx provider/);
       assert.equal(api.writes(), 0);
     });
@@ -469,6 +471,10 @@ describe('nginx router against an in-memory API', () => {
     await assert.rejects(r.reconcile(c), /Ingress shop\/web \(spec.ingressRef of Canary web\) does not exist/);
     await assert.rejects(r.setWeight(c, { weight: 10 }), /does not exist/);
     assert.deepEqual(r.getWeights(c), { primary: 100, canary: 0 });
+    // Reported on the Canary (a blocker: no run starts without the Ingress).
+    assert.deepEqual(r.conflicts(c), ['Ingress shop/web (spec.ingressRef of Canary web) does not exist: create it, or correct spec.ingressRef']);
+    api.objects.set('web', userIngress());
+    api.sync();
     assert.deepEqual(r.conflicts(c), []);
     assert.equal(api.writes(), 0);
   });
