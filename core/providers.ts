@@ -76,9 +76,9 @@ export const ROUTER_RESOURCES: Readonly<Record<RouterFamily, readonly RouterReso
     { group: 'split.smi-spec.io', version: 'v1alpha3', plural: 'trafficsplits', kind: 'TrafficSplit' },
     { group: 'specs.smi-spec.io', version: 'v1alpha3', plural: 'httproutegroups', kind: 'HTTPRouteGroup' },
   ],
-  nginx: [],
+  nginx: [{ group: 'networking.k8s.io', version: 'v1', plural: 'ingresses', kind: 'Ingress' }],
   traefik: [],
-  contour: [],
+  contour: [{ group: 'projectcontour.io', version: 'v1', plural: 'httpproxies', kind: 'HTTPProxy' }],
 };
 
 /** Every resource of every family, once each (for RBAC and informers). */
@@ -116,19 +116,19 @@ export const FIELD_SUPPORT: readonly FieldSupport[] = [
     // A TrafficSplit has one root service: hosts[0] names it.
     only: { smi: { cel: 'size(self.service.hosts) == 1', test: () => true, what: 'smi (one host: the TrafficSplit root service)' } },
   },
-  { field: 'service.headers', isSet: hasService('headers'), families: ['gatewayapi', 'istio'] },
+  { field: 'service.headers', isSet: hasService('headers'), families: ['gatewayapi', 'istio', 'contour'] },
   { field: 'service.match', isSet: hasService('match'), families: ['gatewayapi', 'istio'] },
-  { field: 'service.timeout', isSet: hasService('timeout'), families: ['gatewayapi', 'istio'] },
-  { field: 'service.retries', isSet: hasService('retries'), families: ['istio'] },
+  { field: 'service.timeout', isSet: hasService('timeout'), families: ['gatewayapi', 'istio', 'contour'] },
+  { field: 'service.retries', isSet: hasService('retries'), families: ['istio', 'contour'] },
   { field: 'service.gateways', isSet: hasService('gateways'), families: ['istio'] },
   { field: 'service.trafficPolicy', isSet: hasService('trafficPolicy'), families: ['istio'] },
   { field: 'service.corsPolicy', isSet: hasService('corsPolicy'), families: ['istio'] },
   { field: 'service.rewrite', isSet: hasService('rewrite'), families: ['istio'] },
-  { field: 'ingressRef', isSet: 'has(self.ingressRef)', families: [] },
+  { field: 'ingressRef', isSet: 'has(self.ingressRef)', families: ['nginx'] },
   {
     field: 'analysis.match',
     isSet: hasAnalysis('match'),
-    families: ['gatewayapi', 'istio', 'smi'],
+    families: ['gatewayapi', 'istio', 'smi', 'nginx', 'contour'],
     // TrafficSplit matches exist from v1alpha3 on. One TrafficSplit limited to
     // the matching requests is an A/B run (analysis.iterations), and an
     // HTTPRouteGroup matches path, method and headers, not query parameters.
@@ -146,13 +146,15 @@ export const FIELD_SUPPORT: readonly FieldSupport[] = [
     isSet: `(${hasService('match')} && self.service.match.exists(m, has(m.sourceLabels))) || (${hasAnalysis('match')} && self.analysis.match.exists(m, has(m.sourceLabels)))`,
     families: ['istio'],
   },
-  { field: 'analysis.mirror', isSet: `${hasAnalysis('mirror')} && self.analysis.mirror`, families: ['gatewayapi', 'istio'] },
-  { field: 'analysis.mirrorWeight', isSet: hasAnalysis('mirrorWeight'), families: ['gatewayapi', 'istio'] },
+  { field: 'analysis.mirror', isSet: `${hasAnalysis('mirror')} && self.analysis.mirror`, families: ['gatewayapi', 'istio', 'contour'] },
+  { field: 'analysis.mirrorWeight', isSet: hasAnalysis('mirrorWeight'), families: ['gatewayapi', 'istio', 'contour'] },
   { field: 'analysis.sessionAffinity', isSet: hasAnalysis('sessionAffinity'), families: ['gatewayapi', 'istio'] },
 ];
 
 /** Families that require a field (nginx clones the user's Ingress). */
-export const FIELD_REQUIRED: Partial<Record<RouterFamily, { field: string; isSet: string }>> = {};
+export const FIELD_REQUIRED: Partial<Record<RouterFamily, { field: string; isSet: string }>> = {
+  nginx: { field: 'ingressRef', isSet: 'has(self.ingressRef)' },
+};
 
 /** CEL: the family of `p`, the provider string (as routerFamily does). */
 function familyIs(family: RouterFamily, p: string): string {
@@ -177,7 +179,7 @@ export function fieldSupportRules(): Array<{ rule: string; message: string }> {
     });
   }
   for (const [fam, req] of Object.entries(FIELD_REQUIRED) as Array<[RouterFamily, { field: string; isSet: string }]>) {
-    rules.push({ rule: `!${familyIs(fam, p)} || (${req.isSet})`, message: `the ${fam} provider needs ${req.field}` });
+    rules.push({ rule: `!(${familyIs(fam, p)}) || (${req.isSet})`, message: `the ${fam} provider needs ${req.field}` });
   }
   return rules;
 }

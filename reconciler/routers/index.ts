@@ -6,10 +6,12 @@
 import type * as k8s from '@kubernetes/client-node';
 import { ROUTER_RESOURCES, routerFamily, type RouterFamily, type RouterResource } from '../../core/providers.js';
 import type { Caches } from '../observe/caches.js';
+import { CONTOUR_TRAITS, ContourRouter } from './contour.js';
 import { GATEWAY_API_TRAITS, GatewayApiRouter } from './gatewayapi.js';
 import { ISTIO_TRAITS, IstioRouter } from './istio.js';
 import { KUBERNETES_TRAITS, KubernetesRouter } from './kubernetes.js';
 import { SmiRouter, smiTraits } from './smi.js';
+import { NGINX_TRAITS, NginxRouter } from './nginx.js';
 import type { Router, RouterTraits } from './router.js';
 
 export interface RouterDeps {
@@ -30,6 +32,8 @@ const REGISTRY: Partial<Record<RouterFamily, Entry>> = {
   gatewayapi: { traits: GATEWAY_API_TRAITS, create: (d) => new GatewayApiRouter({ core: d.core, custom: d.custom, caches: d.caches }) },
   istio: { traits: ISTIO_TRAITS, create: (d) => new IstioRouter({ core: d.core, custom: d.custom, caches: d.caches }) },
   smi: { traits: smiTraits, create: (d, provider) => new SmiRouter({ core: d.core, custom: d.custom, caches: d.caches, provider }) },
+  contour: { traits: CONTOUR_TRAITS, create: (d) => new ContourRouter({ core: d.core, custom: d.custom, caches: d.caches }) },
+  nginx: { traits: NGINX_TRAITS, create: (d) => new NginxRouter({ core: d.core, custom: d.custom, caches: d.caches }) },
 };
 
 export const DEFAULT_PROVIDER = 'kubernetes';

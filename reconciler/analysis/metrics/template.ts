@@ -5,6 +5,8 @@
 //   {{ namespace }}    the Canary's namespace
 //   {{ target }}       spec.targetRef.name
 //   {{ service }}      spec.service.name, else the target's name
+//   {{ ingress }}      spec.ingressRef.name (the nginx provider's Ingress);
+//                      an error when the Canary has no ingressRef
 //   {{ interval }}     the metric's interval, else the analysis interval
 //                      (default 60s), as a Prometheus duration (30s, 1m, 2h)
 //   {{ variables.X }}  templateVariables.X of the Canary's metric entry
@@ -28,12 +30,14 @@ export interface TemplateContext {
   namespace: string;
   target: string;
   service: string;
+  /** spec.ingressRef.name, when the Canary has one. */
+  ingress?: string;
   /** Prometheus duration, e.g. 1m. */
   interval: string;
   variables: Record<string, string>;
 }
 
-export const TEMPLATE_VARIABLES = ['name', 'namespace', 'target', 'service', 'interval', 'variables.<key>'] as const;
+export const TEMPLATE_VARIABLES = ['name', 'namespace', 'target', 'service', 'ingress', 'interval', 'variables.<key>'] as const;
 
 const EXPRESSION = /\{\{([^{}]*)\}\}/g;
 
@@ -52,7 +56,7 @@ export function metricIntervalMs(canary: Canary, metric: CanaryMetric): number {
 
 export function templateContext(canary: Canary, metric: CanaryMetric): TemplateContext {
   const target = canary.spec.targetRef.name;
-  return {
+  const out: TemplateContext = {
     name: canary.metadata.name ?? '',
     namespace: canary.metadata.namespace ?? '',
     target,
@@ -60,6 +64,8 @@ export function templateContext(canary: Canary, metric: CanaryMetric): TemplateC
     interval: promDuration(metricIntervalMs(canary, metric)),
     variables: { ...(metric.templateVariables ?? {}) },
   };
+  if (canary.spec.ingressRef?.name) out.ingress = canary.spec.ingressRef.name;
+  return out;
 }
 
 /** Replaces every {{ ... }} in the query; throws TemplateError naming an unknown or unset variable. */
@@ -74,6 +80,9 @@ export function renderQuery(query: string, ctx: TemplateContext): string {
       case 'service':
       case 'interval':
         return ctx[key];
+      case 'ingress':
+        if (ctx.ingress === undefined) throw new TemplateError('template variable "ingress" is not set: the Canary has no spec.ingressRef');
+        return ctx.ingress;
     }
     if (key.startsWith('variables.')) {
       const v = key.slice('variables.'.length);
