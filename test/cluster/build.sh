@@ -267,7 +267,6 @@ fetch_module_crds() {
 
 provider_crds() {
   # One line per provider (the routers of reconciler/routers/).
-  :
   fetch_module_crds istio "istio.io/api@$ISTIO_API_VERSION" kubernetes/customresourcedefinitions.gen.yaml
   fetch_module_crds osm "github.com/openservicemesh/osm@$OSM_VERSION" cmd/osm-bootstrap/crds/smi_traffic_split.yaml cmd/osm-bootstrap/crds/smi_http_route_group.yaml
   fetch_module_crds contour "github.com/projectcontour/contour@$CONTOUR_VERSION" examples/contour/01-crds.yaml
