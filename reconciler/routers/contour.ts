@@ -40,10 +40,10 @@ import { apexServiceName, canaryOwnerReference, ownedBy, withCanaryOwner } from 
 import type { ObjectCache } from '../observe/caches.js';
 import { gatewayDuration } from './gatewayapi.js';
 import { isTrafficShifting } from './kubernetes.js';
-import { apexServiceConflicts, ensureApexServices, removeApexServices, renamedCanaryPodLabels } from './nginx.js';
+
 import { FIELD_MANAGER, OwnedObjects, assertOurs, conflictOf } from './owned.js';
 import type { Router, RouterContext, RouterTraits, Split, Weights } from './router.js';
-import { RouterServices } from './services.js';
+import { RouterServices, renamedCanaryPodLabels } from './services.js';
 
 export const HTTPPROXY_RESOURCE: RouterResource = { group: 'projectcontour.io', version: 'v1', plural: 'httpproxies', kind: 'HTTPProxy' };
 
@@ -359,7 +359,7 @@ export class ContourRouter implements Router {
 
   /** Names taken, and an analysis.match Contour cannot express (reported on the Canary; no run starts). */
   conflicts(ctx: RouterContext): string[] {
-    const out = apexServiceConflicts(this.services, ctx);
+    const out = this.services.pairConflicts(ctx);
     const match = ctx.canary.spec.analysis?.match;
     if (match?.length) {
       try {
@@ -377,7 +377,7 @@ export class ContourRouter implements Router {
   async reconcile(ctx: RouterContext): Promise<void> {
     const match = ctx.canary.spec.analysis?.match;
     if (match?.length) toConditions(match); // refused before anything is written
-    await ensureApexServices(this.services, ctx);
+    await this.services.ensurePair(ctx);
     const plan = proxyPlan(ctx);
     await this.write(ctx, plan, (cur) => desiredProxy(cur, plan, readSplit(cur, plan), ctx.canary));
   }
@@ -388,7 +388,7 @@ export class ContourRouter implements Router {
     const wanted: ProxySplit = { weight: w, ab: w > 0 && split.match?.length ? toConditions(split.match) : [], mirror: split.mirror ?? 0 };
     const cached = this.proxies.cached(plan.namespace, plan.name);
     if (cached && !proxyDiffers(cached, desiredProxy(cached, plan, wanted, ctx.canary))) return;
-    await ensureApexServices(this.services, ctx);
+    await this.services.ensurePair(ctx);
     await this.write(ctx, plan, (cur) => desiredProxy(cur, plan, wanted, ctx.canary));
   }
 
@@ -410,7 +410,7 @@ export class ContourRouter implements Router {
       if (zeroed && apex) await this.write(ctx, plan, (cur) => (cur && ownedBy(cur, ctx.canary) ? handedBack(cur, plan, apex, ctx.canary) : undefined));
       else if (zeroed) await this.proxies.remove(plan.namespace, plan.name, zeroed, true);
     }
-    await removeApexServices(this.services, ctx);
+    await this.services.removePair(ctx);
   }
 
   private hint(ctx: RouterContext): string {

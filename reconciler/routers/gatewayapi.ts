@@ -26,10 +26,10 @@ import type { Canary, HttpMatch, StringMatch } from '../../core/api/types.js';
 import { canonicalJson } from '../../core/revision.js';
 import { parseDuration } from '../decide/analysis-config.js';
 import type { HttpRoute, ObjectCache } from '../observe/caches.js';
-import { apexServiceName, buildRouterService, canaryOwnerReference, ownedBy, renameSelectorLabels, routerServicePorts, selectorKeys } from '../apply/copy.js';
-import { buildCanaryRouterService, isTrafficShifting, primarySelector } from './kubernetes.js';
+import { apexServiceName, canaryOwnerReference, ownedBy } from '../apply/copy.js';
+import { isTrafficShifting } from './kubernetes.js';
 import { FIELD_MANAGER, NameTakenError, OwnedObjects } from './owned.js';
-import { RouterServices } from './services.js';
+import { RouterServices, renamedCanaryPodLabels } from './services.js';
 import type { Router, RouterContext, RouterTraits, Split, StickyCookie, Weights } from './router.js';
 import { cookieHeaderRegex, setCookieValue } from './split.js';
 import { CANARY_SUFFIX, MANAGED_BY, MANAGED_BY_LABEL, PRIMARY_SUFFIX } from '../../core/contract.js';
@@ -574,8 +574,7 @@ export class GatewayApiRouter implements Router {
 
   /** The canary copy's Pods always get renamed selector labels: only `<svc>-canary` selects them. */
   canaryPodLabels(ctx: RouterContext, podLabels: Record<string, string>): Record<string, string> {
-    if (ctx.canary.spec.targetRef.kind === 'Service') return { ...podLabels };
-    return renameSelectorLabels(podLabels, selectorKeys(ctx.target, ctx.service));
+    return renamedCanaryPodLabels(ctx, podLabels);
   }
 
   /**
@@ -589,14 +588,7 @@ export class GatewayApiRouter implements Router {
   }
 
   conflicts(ctx: RouterContext): string[] {
-    const out: string[] = [];
-    if (ctx.canary.spec.targetRef.kind === 'Deployment') {
-      const svc = apexServiceName(ctx.canary);
-      for (const name of [`${svc}${PRIMARY_SUFFIX}`, `${svc}${CANARY_SUFFIX}`]) {
-        const why = this.services.conflict(ctx.namespace, name, ctx.canary);
-        if (why) out.push(why);
-      }
-    }
+    const out = this.services.pairConflicts(ctx);
     const plan = routePlan(ctx);
     const route = this.cached(plan.namespace, plan.name);
     // The route itself may be the user's (canary-gate adds its rules to it); another Canary's is not to be shared.
@@ -607,7 +599,7 @@ export class GatewayApiRouter implements Router {
   }
 
   async reconcile(ctx: RouterContext): Promise<void> {
-    await this.ensureServices(ctx);
+    await this.services.ensurePair(ctx);
     const plan = routePlan(ctx);
     await this.writeRoute(ctx, plan, (cur) => desiredRoute(cur, plan));
   }
@@ -621,7 +613,7 @@ export class GatewayApiRouter implements Router {
     // already (desiredRoute on the cached route changes nothing).
     const cached = this.cached(plan.namespace, plan.name);
     if (cached && !routeDiffers(cached, desiredRoute(cached, plan, weight, ab, extras))) return;
-    await this.ensureServices(ctx);
+    await this.services.ensurePair(ctx);
     await this.writeRoute(ctx, plan, (cur) => desiredRoute(cur, plan, weight, ab, extras));
   }
 
@@ -656,32 +648,10 @@ export class GatewayApiRouter implements Router {
         }
       }
     }
-    if (ctx.canary.spec.targetRef.kind === 'Deployment') {
-      const svc = apexServiceName(ctx.canary);
-      await this.services.remove(ctx.namespace, `${svc}${CANARY_SUFFIX}`, ctx.canary);
-      await this.services.remove(ctx.namespace, `${svc}${PRIMARY_SUFFIX}`, ctx.canary);
-    }
+    await this.services.removePair(ctx);
   }
 
   // ---------------------------------------------------------------- internals
-
-  private async ensureServices(ctx: RouterContext): Promise<void> {
-    if (ctx.canary.spec.targetRef.kind !== 'Deployment') return;
-    const svc = apexServiceName(ctx.canary);
-    const ports = routerServicePorts(ctx.canary.spec.service, ctx.service);
-    await this.services.ensure(
-      buildRouterService({
-        name: `${svc}${PRIMARY_SUFFIX}`,
-        namespace: ctx.namespace,
-        selector: primarySelector(ctx),
-        ports,
-        canary: ctx.canary,
-        ...(ctx.canary.spec.service?.primary ? { overrides: ctx.canary.spec.service.primary } : {}),
-      }),
-      ctx.canary,
-    );
-    await this.services.ensure(buildCanaryRouterService(ctx), ctx.canary);
-  }
 
   /** A route controlled by another Canary: never touched. */
   private foreignCanary(route: HTTPRoute, canary: Canary): boolean {

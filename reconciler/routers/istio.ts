@@ -36,10 +36,10 @@ import { CANARY_SUFFIX, MANAGED_BY, MANAGED_BY_LABEL, PRIMARY_SUFFIX } from '../
 import type { RouterResource } from '../../core/providers.js';
 import { parseDuration } from '../decide/analysis-config.js';
 import type { ObjectCache } from '../observe/caches.js';
-import { apexServiceName, buildRouterService, canaryOwnerReference, ownedBy, renameSelectorLabels, routerServicePorts, selectorKeys } from '../apply/copy.js';
-import { buildCanaryRouterService, isTrafficShifting, primarySelector } from './kubernetes.js';
+import { apexServiceName, canaryOwnerReference, ownedBy } from '../apply/copy.js';
+import { isTrafficShifting } from './kubernetes.js';
 import { FIELD_MANAGER, NameTakenError, OwnedObjects, assertOurs, conflictOf, notOurs, type ObjectApi } from './owned.js';
-import { RouterServices } from './services.js';
+import { RouterServices, renamedCanaryPodLabels } from './services.js';
 import type { Router, RouterContext, RouterTraits, Split, StickyCookie, Weights } from './router.js';
 import { cookieHeaderRegex, setCookieValue } from './split.js';
 
@@ -618,8 +618,7 @@ export class IstioRouter implements Router {
 
   /** The canary copy's Pods always get renamed selector labels: only `<svc>-canary` selects them. */
   canaryPodLabels(ctx: RouterContext, podLabels: Record<string, string>): Record<string, string> {
-    if (ctx.canary.spec.targetRef.kind === 'Service') return { ...podLabels };
-    return renameSelectorLabels(podLabels, selectorKeys(ctx.target, ctx.service));
+    return renamedCanaryPodLabels(ctx, podLabels);
   }
 
   /** Sized like the primary (at least one Pod), whatever the weight: the route may move a share to it at once. */
@@ -649,7 +648,7 @@ export class IstioRouter implements Router {
 
   async reconcile(ctx: RouterContext): Promise<void> {
     const plan = istioPlan(ctx);
-    await this.ensureServices(ctx);
+    await this.services.ensurePair(ctx);
     await this.ensureRules(ctx, plan);
     await this.writeVirtualService(ctx, plan, (cur) => desiredVirtualService(cur, plan));
   }
@@ -662,7 +661,7 @@ export class IstioRouter implements Router {
     // The common case, every sync of a progressing run: the split is in force already (from the caches, no API call).
     const cached = this.virtualServices.cached(plan.namespace, plan.name);
     if (this.watching && cached && !objectDiffers(cached, want(cached)) && this.rulesInForce(plan)) return;
-    await this.ensureServices(ctx);
+    await this.services.ensurePair(ctx);
     await this.ensureRules(ctx, plan);
     await this.writeVirtualService(ctx, plan, want);
   }
@@ -702,30 +701,10 @@ export class IstioRouter implements Router {
       const dr = await this.rules.read(plan.namespace, name);
       if (dr && !notOurs(dr, ctx.canary)) await this.rules.remove(plan.namespace, name, dr);
     }
-    if (ctx.canary.spec.targetRef.kind === 'Deployment') {
-      await this.services.remove(ctx.namespace, plan.canary, ctx.canary);
-      await this.services.remove(ctx.namespace, plan.primary, ctx.canary);
-    }
+    await this.services.removePair(ctx);
   }
 
   // ---------------------------------------------------------------- internals
-
-  private async ensureServices(ctx: RouterContext): Promise<void> {
-    if (ctx.canary.spec.targetRef.kind !== 'Deployment') return;
-    const svc = apexServiceName(ctx.canary);
-    await this.services.ensure(
-      buildRouterService({
-        name: `${svc}${PRIMARY_SUFFIX}`,
-        namespace: ctx.namespace,
-        selector: primarySelector(ctx),
-        ports: routerServicePorts(ctx.canary.spec.service, ctx.service),
-        canary: ctx.canary,
-        ...(ctx.canary.spec.service?.primary ? { overrides: ctx.canary.spec.service.primary } : {}),
-      }),
-      ctx.canary,
-    );
-    await this.services.ensure(buildCanaryRouterService(ctx), ctx.canary);
-  }
 
   private sides(plan: IstioPlan): Array<[name: string, host: string]> {
     return [

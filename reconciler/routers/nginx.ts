@@ -40,15 +40,15 @@
 
 import type * as k8s from '@kubernetes/client-node';
 import type { Canary, HttpMatch, StringMatch } from '../../core/api/types.js';
-import { CANARY_SUFFIX, MANAGED_BY, MANAGED_BY_LABEL, PRIMARY_SUFFIX } from '../../core/contract.js';
+import { CANARY_SUFFIX, MANAGED_BY, MANAGED_BY_LABEL } from '../../core/contract.js';
 import type { RouterResource } from '../../core/providers.js';
 import { canonicalJson } from '../../core/revision.js';
-import { apexServiceName, buildRouterService, canaryOwnerReference, copiedAnnotations, copiedLabels, ownedBy, withCanaryOwner, renameSelectorLabels, routerServicePorts, selectorKeys } from '../apply/copy.js';
+import { apexServiceName, canaryOwnerReference, copiedAnnotations, copiedLabels, ownedBy, withCanaryOwner } from '../apply/copy.js';
 import type { ObjectCache } from '../observe/caches.js';
-import { buildCanaryRouterService, isTrafficShifting, primarySelector } from './kubernetes.js';
+import { isTrafficShifting } from './kubernetes.js';
 import { FIELD_MANAGER, OwnedObjects, assertOurs, conflictOf } from './owned.js';
 import type { Router, RouterContext, RouterTraits, Split, Weights } from './router.js';
-import { RouterServices } from './services.js';
+import { RouterServices, renamedCanaryPodLabels } from './services.js';
 
 export const INGRESS_RESOURCE: RouterResource = { group: 'networking.k8s.io', version: 'v1', plural: 'ingresses', kind: 'Ingress' };
 
@@ -238,52 +238,6 @@ export function ingressDiffers(existing: Ingress | undefined, desired: Ingress):
   return view(existing) !== view(desired);
 }
 
-// ------------------------------------------------------------------ shared with the other routers that own <apex>-primary/-canary
-
-/** Makes `<apex>-primary` (the primary's Pods) and `<apex>-canary` (the copy's) match what the router wants. */
-export async function ensureApexServices(services: RouterServices, ctx: RouterContext): Promise<void> {
-  if (ctx.canary.spec.targetRef.kind !== 'Deployment') return;
-  const svc = apexServiceName(ctx.canary);
-  await services.ensure(
-    buildRouterService({
-      name: `${svc}${PRIMARY_SUFFIX}`,
-      namespace: ctx.namespace,
-      selector: primarySelector(ctx),
-      ports: routerServicePorts(ctx.canary.spec.service, ctx.service),
-      canary: ctx.canary,
-      ...(ctx.canary.spec.service?.primary ? { overrides: ctx.canary.spec.service.primary } : {}),
-    }),
-    ctx.canary,
-  );
-  await services.ensure(buildCanaryRouterService(ctx), ctx.canary);
-}
-
-/** Removes `<apex>-canary` then `<apex>-primary` (only those canary-gate created). */
-export async function removeApexServices(services: RouterServices, ctx: RouterContext): Promise<void> {
-  if (ctx.canary.spec.targetRef.kind !== 'Deployment') return;
-  const svc = apexServiceName(ctx.canary);
-  await services.remove(ctx.namespace, `${svc}${CANARY_SUFFIX}`, ctx.canary);
-  await services.remove(ctx.namespace, `${svc}${PRIMARY_SUFFIX}`, ctx.canary);
-}
-
-/** Why `<apex>-primary`/`<apex>-canary` block the Canary, if they do. */
-export function apexServiceConflicts(services: RouterServices, ctx: RouterContext): string[] {
-  if (ctx.canary.spec.targetRef.kind !== 'Deployment') return [];
-  const svc = apexServiceName(ctx.canary);
-  const out: string[] = [];
-  for (const name of [`${svc}${PRIMARY_SUFFIX}`, `${svc}${CANARY_SUFFIX}`]) {
-    const why = services.conflict(ctx.namespace, name, ctx.canary);
-    if (why) out.push(why);
-  }
-  return out;
-}
-
-/** The canary copy's Pods get renamed selector labels: only `<apex>-canary` selects them, the apex Service only the primary. */
-export function renamedCanaryPodLabels(ctx: RouterContext, podLabels: Record<string, string>): Record<string, string> {
-  if (ctx.canary.spec.targetRef.kind === 'Service') return { ...podLabels };
-  return renameSelectorLabels(podLabels, selectorKeys(ctx.target, ctx.service));
-}
-
 // ------------------------------------------------------------------ built-in metrics
 
 /**
@@ -357,7 +311,7 @@ export class NginxRouter implements Router {
    * ingress-nginx cannot express.
    */
   conflicts(ctx: RouterContext): string[] {
-    const out = apexServiceConflicts(this.services, ctx);
+    const out = this.services.pairConflicts(ctx);
     const match = ctx.canary.spec.analysis?.match;
     if (match?.length) {
       try {
@@ -377,7 +331,7 @@ export class NginxRouter implements Router {
   async reconcile(ctx: RouterContext): Promise<void> {
     this.checkMatch(ctx);
     const user = await this.userIngress(ctx);
-    await ensureApexServices(this.services, ctx);
+    await this.services.ensurePair(ctx);
     await this.writeCanaryIngress(ctx, (cur) => desiredCanaryIngress(ctx, user, cur));
   }
 
@@ -388,7 +342,7 @@ export class NginxRouter implements Router {
     // The common case, every sync of a progressing run: nothing to change.
     const cached = this.ingresses.cached(ctx.namespace, name);
     if (cached && !ingressDiffers(cached, desiredCanaryIngress(ctx, user, cached, wanted))) return;
-    await ensureApexServices(this.services, ctx);
+    await this.services.ensurePair(ctx);
     await this.writeCanaryIngress(ctx, (cur) => desiredCanaryIngress(ctx, user, cur, wanted));
   }
 
@@ -433,7 +387,7 @@ export class NginxRouter implements Router {
         if (zeroed) await this.ingresses.remove(ns, name, zeroed);
       }
     }
-    await removeApexServices(this.services, ctx);
+    await this.services.removePair(ctx);
   }
 
   // ---------------------------------------------------------------- internals

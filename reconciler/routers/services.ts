@@ -5,7 +5,7 @@
 import type * as k8s from '@kubernetes/client-node';
 import type { Canary } from '../../core/api/types.js';
 import { CANARY_SUFFIX, PRIMARY_SUFFIX } from '../../core/contract.js';
-import { apexServiceName, buildRouterService, mergeRouterService, routerServiceNeedsUpdate, routerServicePorts } from '../apply/copy.js';
+import { apexServiceName, buildRouterService, mergeRouterService, renameSelectorLabels, routerServiceNeedsUpdate, routerServicePorts, selectorKeys } from '../apply/copy.js';
 import type { ObjectCache } from '../observe/caches.js';
 import { buildCanaryRouterService, primarySelector } from './kubernetes.js';
 import { FIELD_MANAGER, OwnedObjects, assertOurs, conflictOf, notOurs } from './owned.js';
@@ -87,4 +87,14 @@ export class RouterServices {
     await this.remove(ctx.namespace, `${svc}${CANARY_SUFFIX}`, ctx.canary);
     await this.remove(ctx.namespace, `${svc}${PRIMARY_SUFFIX}`, ctx.canary);
   }
+}
+
+/**
+ * The canary copy's Pods get renamed selector labels (app=web -> app=web-canary):
+ * only `<apex>-canary` selects them, the apex Service and `<apex>-primary` only
+ * the primary's. A Service target's copy is a Service: nothing to rename.
+ */
+export function renamedCanaryPodLabels(ctx: RouterContext, podLabels: Record<string, string>): Record<string, string> {
+  if (ctx.canary.spec.targetRef.kind === 'Service') return { ...podLabels };
+  return renameSelectorLabels(podLabels, selectorKeys(ctx.target, ctx.service));
 }
