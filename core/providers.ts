@@ -65,7 +65,7 @@ export const ROUTER_RESOURCES: Readonly<Record<RouterFamily, readonly RouterReso
   istio: [],
   smi: [],
   nginx: [],
-  traefik: [],
+  traefik: [{ group: 'traefik.io', version: 'v1alpha1', plural: 'traefikservices', kind: 'TraefikService' }],
   contour: [],
 };
 
@@ -108,9 +108,9 @@ export const FIELD_SUPPORT: readonly FieldSupport[] = [
   { field: 'service.rewrite', isSet: hasService('rewrite'), families: [] },
   { field: 'ingressRef', isSet: 'has(self.ingressRef)', families: [] },
   { field: 'analysis.match', isSet: hasAnalysis('match'), families: ['gatewayapi'] },
-  { field: 'analysis.mirror', isSet: `${hasAnalysis('mirror')} && self.analysis.mirror`, families: ['gatewayapi'] },
-  { field: 'analysis.mirrorWeight', isSet: hasAnalysis('mirrorWeight'), families: ['gatewayapi'] },
-  { field: 'analysis.sessionAffinity', isSet: hasAnalysis('sessionAffinity'), families: ['gatewayapi'] },
+  { field: 'analysis.mirror', isSet: `${hasAnalysis('mirror')} && self.analysis.mirror`, families: ['gatewayapi', 'traefik'] },
+  { field: 'analysis.mirrorWeight', isSet: hasAnalysis('mirrorWeight'), families: ['gatewayapi', 'traefik'] },
+  { field: 'analysis.sessionAffinity', isSet: hasAnalysis('sessionAffinity'), families: ['gatewayapi', 'traefik'] },
 ];
 
 /** Families that require a field (nginx clones the user's Ingress). */

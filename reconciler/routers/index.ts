@@ -5,10 +5,11 @@
 
 import type * as k8s from '@kubernetes/client-node';
 import { ROUTER_RESOURCES, routerFamily, type RouterFamily, type RouterResource } from '../../core/providers.js';
-import type { Caches } from '../observe/caches.js';
+import type { Caches, ObjectCache } from '../observe/caches.js';
 import { GATEWAY_API_TRAITS, GatewayApiRouter } from './gatewayapi.js';
 import { KUBERNETES_TRAITS, KubernetesRouter } from './kubernetes.js';
 import type { Router, RouterTraits } from './router.js';
+import { TRAEFIK_SERVICE_RESOURCE, TRAEFIK_TRAITS, TraefikRouter, type TraefikService } from './traefik.js';
 
 export interface RouterDeps {
   core: k8s.CoreV1Api;
@@ -25,6 +26,10 @@ interface Entry {
 const REGISTRY: Partial<Record<RouterFamily, Entry>> = {
   kubernetes: { traits: KUBERNETES_TRAITS, create: (d) => new KubernetesRouter({ core: d.core, caches: d.caches }) },
   gatewayapi: { traits: GATEWAY_API_TRAITS, create: (d) => new GatewayApiRouter({ core: d.core, custom: d.custom, caches: d.caches }) },
+  traefik: {
+    traits: TRAEFIK_TRAITS,
+    create: (d) => new TraefikRouter({ core: d.core, custom: d.custom, caches: { services: d.caches.services, traefikServices: d.caches.routerObjects?.(TRAEFIK_SERVICE_RESOURCE) as ObjectCache<TraefikService> | undefined } }),
+  },
 };
 
 export const DEFAULT_PROVIDER = 'kubernetes';
