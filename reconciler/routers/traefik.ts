@@ -11,7 +11,9 @@
 //
 // The TraefikService is canary-gate's whole: its spec is either
 //
-//   weighted:  services [<svc>-primary (100-w), <svc>-canary (w)], and while
+//   weighted:  services [<svc>-primary (100-w), <svc>-canary (w, only when
+//              w > 0: Traefik drops a TraefikService one of whose Services has
+//              no endpoint, and the copy has none between runs)], and while
 //              sessions are sticky, Traefik's own sticky cookie;
 //   mirroring: main <svc>-primary, mirrors [<svc>-canary, percent N], while the
 //              canary gets copies of the requests and no weight of its own.
@@ -92,8 +94,6 @@ export interface TraefikPlan {
   /** Service receiving the canary's share. */
   canary: string;
   port: number;
-  /** A Service target's canary copy exists only during a run: refer to it only with weight > 0. */
-  canaryAlways: boolean;
   /** Where the TraefikService points once canary-gate lets go of it (undefined: nowhere, delete it). */
   handBackTo?: string;
   labels: Record<string, string>;
@@ -111,7 +111,6 @@ export function traefikPlan(ctx: RouterContext): TraefikPlan {
     primary: serviceTarget ? canary.spec.targetRef.name : `${apex}${PRIMARY_SUFFIX}`,
     canary: serviceTarget ? `${canary.spec.targetRef.name}${CANARY_SUFFIX}` : `${apex}${CANARY_SUFFIX}`,
     port: canary.spec.service?.port ?? ctx.service?.spec?.ports?.[0]?.port ?? 80,
-    canaryAlways: !serviceTarget,
     labels: { ...(canary.spec.service?.apex?.labels ?? {}) },
     annotations: { ...(canary.spec.service?.apex?.annotations ?? {}) },
   };
@@ -213,7 +212,10 @@ export function desiredTraefikService(existing: TraefikService | undefined, plan
   }
   const previous = old.weighted?.services;
   const services = [entry(previous, plan.primary, plan.port, { weight: 100 - w })];
-  if (plan.canaryAlways || w > 0) services.push(entry(previous, plan.canary, plan.port, { weight: w }));
+  // Only with a weight: Traefik refuses the whole TraefikService (and the
+  // IngressRoute using it) while one of its Services has no ready endpoint,
+  // as the canary's has before the copy is ready and after it scaled to zero.
+  if (w > 0) services.push(entry(previous, plan.canary, plan.port, { weight: w }));
   const weighted: NonNullable<TraefikServiceSpec['weighted']> = { services };
   // A sticky cookie only while both sides have a share (the Split has one only then).
   const oldCookie = old.weighted?.sticky?.cookie;

@@ -58,14 +58,14 @@ const sticky = (name = 'canary-session', maxAge = 600): NonNullable<Split['stick
 describe('traefik: TraefikService builder', () => {
   it('is named after the apex Service and weighs <apex>-primary against <apex>-canary on the Service port', () => {
     const plan = traefikPlan(ctx(canary({ service: { port: 9898, name: 'front' } })));
-    const ts = desiredTraefikService(undefined, plan, canary());
+    const ts = desiredTraefikService(undefined, plan, canary(), { weight: 25 });
     assert.equal(ts.metadata.name, 'front');
     assert.equal(ts.apiVersion, 'traefik.io/v1alpha1');
     assert.deepEqual(ts.spec, {
       weighted: {
         services: [
-          { name: 'front-primary', kind: 'Service', port: 9898, weight: 100 },
-          { name: 'front-canary', kind: 'Service', port: 9898, weight: 0 },
+          { name: 'front-primary', kind: 'Service', port: 9898, weight: 75 },
+          { name: 'front-canary', kind: 'Service', port: 9898, weight: 25 },
         ],
       },
     });
@@ -73,7 +73,14 @@ describe('traefik: TraefikService builder', () => {
     assert.deepEqual(ts.metadata.ownerReferences?.map((o) => [o.kind, o.uid, o.controller]), [['Canary', UID, true]]);
   });
 
-  it('refers to a Service target\'s canary copy only while it has weight, and hands back to the target Service', () => {
+  it('refers to the canary Service only while it has weight (Traefik drops a TraefikService with a Service without endpoints)', () => {
+    const plan = traefikPlan(ctx());
+    assert.deepEqual(desiredTraefikService(undefined, plan, canary()).spec, { weighted: { services: [{ name: 'web-primary', kind: 'Service', port: 80, weight: 100 }] } });
+    const on = desiredTraefikService(undefined, plan, canary(), { weight: 10 });
+    assert.deepEqual(desiredTraefikService(on, plan, canary(), { weight: 0 }).spec.weighted?.services?.map((s) => s.name), ['web-primary']);
+  });
+
+  it('weighs a Service target against its copy, and hands back to the target Service', () => {
     const c = canary({ targetRef: { kind: 'Service', name: 'api' } });
     const plan = traefikPlan(ctx(c, { target: undefined }));
     assert.deepEqual(desiredTraefikService(undefined, plan, c).spec.weighted?.services?.map((s) => s.name), ['api']);
@@ -360,7 +367,7 @@ describe('traefik router against an in-memory API', () => {
         };
         await r.finalize(c);
         assert.deepEqual(api.verbs().slice(n), ['replace ts/web', 'replace ts/web', 'delete service/web-canary', 'delete service/web-primary']);
-        assert.deepEqual(JSON.parse(seen[0]!), { weighted: { services: [{ name: 'web-primary', kind: 'Service', port: 80, weight: 100 }, { name: 'web-canary', kind: 'Service', port: 80, weight: 0 }] } });
+        assert.deepEqual(JSON.parse(seen[0]!), { weighted: { services: [{ name: 'web-primary', kind: 'Service', port: 80, weight: 100 }] } });
         const kept = api.objects.get('web')!;
         assert.deepEqual(kept.spec.weighted?.services?.map((s) => s.name), ['web']);
         assert.equal(kept.metadata.ownerReferences, undefined, 'no longer garbage-collected with the Canary');
@@ -391,7 +398,7 @@ describe('traefik router against an in-memory API', () => {
     assert.deepEqual(r.conflicts(ctx(again)), []);
     await r.reconcile(ctx(again));
     assert.deepEqual(api.objects.get('web')?.metadata.ownerReferences?.map((o) => o.uid), ['second-canary']);
-    assert.deepEqual(api.objects.get('web')?.spec.weighted?.services?.map((s) => s.name), ['web-primary', 'web-canary']);
+    assert.deepEqual(api.objects.get('web')?.spec.weighted?.services?.map((s) => s.name), ['web-primary']);
   });
 
   it('never touches a TraefikService of that name that canary-gate did not create, and says so in conflicts()', async () => {
