@@ -109,7 +109,7 @@ env -u KUBERNETES_SERVICE_HOST -u KUBERNETES_SERVICE_PORT KUBECONFIG="$dir/traef
   --metrics.prometheus.addServicesLabels=true --metrics.prometheus.addRoutersLabels=true \
   --providers.kubernetescrd=true \
   --providers.kubernetesgateway=true \
-  --log.level=INFO \
+  --log.level=INFO --log.noColor=true \
   >"$dir/logs/traefik.log" 2>&1 &
 echo $! >"$pidfile"
 for _ in $(seq 1 100); do
