@@ -18,9 +18,13 @@
 // 127.0.0.1 (Traefik) and to the real node's Pods (their /metrics).
 
 import assert from 'node:assert/strict';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Canary } from '../../core/api/types.js';
-import { applyAsUser as apply, getObject as get, kubectl, repoRoot, run } from './cluster.js';
+import { createProvider } from '../../reconciler/analysis/metrics/provider.js';
+import { renderQuery } from '../../reconciler/analysis/metrics/template.js';
+import { TRAEFIK_BUILTIN_METRICS } from '../../reconciler/routers/traefik.js';
+import { applyAsUser as apply, clusterDir, getObject as get, kubectl, repoRoot, run } from './cluster.js';
 import { GateServer } from './gate-server.js';
 import { createNamespace, deleteNamespace } from './namespaces.js';
 import { service } from './objects.js';
@@ -33,6 +37,9 @@ const PRIMARY_REPLICAS = 2;
 const OLD = `podinfo ${PODINFO_VERSION}-a`;
 const NEW = `podinfo ${PODINFO_VERSION}-b`;
 const traefikUp = path.join(repoRoot, 'test/cluster/traefik-up.sh');
+const PROMETHEUS = `http://127.0.0.1:${process.env.PROMETHEUS_PORT ?? '39090'}`;
+/** Prometheus scrapes Traefik's own /metrics (file_sd, as test/e2e/prometheus.test.ts does for its exporter). */
+const traefikTargets = path.join(clusterDir, 'prometheus', 'targets', `traefik-${process.pid}.json`);
 
 interface Deploy {
   spec: { replicas?: number; template: { spec: { containers: { image: string }[] } } };
@@ -94,9 +101,9 @@ async function podinfoRequests(ns: string, prefix: string): Promise<number> {
   for (const p of pods) {
     const res = await fetch(`http://${p.status.podIP}:9797/metrics`, { signal: AbortSignal.timeout(3000) });
     for (const line of (await res.text()).split('\n')) {
-      // http_request_duration_seconds_count{method="GET",path="api/info",status="200"} 42
+      // http_request_duration_seconds_count{method="GET",path="api_info",status="200"} 42 (podinfo writes the route with underscores)
       const m = /^http_request_duration_seconds_count\{([^}]*)\} ([0-9.e+]+)$/.exec(line);
-      if (m && /path="api\/info"/.test(m[1]!)) total += Number(m[2]);
+      if (m && /path="api_info"/.test(m[1]!)) total += Number(m[2]);
     }
   }
   return total;
@@ -114,6 +121,9 @@ describe('real traffic through a real Traefik v3 (traefik and gatewayapi routers
     if (up.code !== 0) throw new Error(`test/cluster/traefik-up.sh failed: ${up.stderr.trim()} ${up.stdout.trim()}`);
     [traefikPort, adminPort] = up.stdout.trim().split(/\s+/).map(Number) as [number, number];
     ns = await createNamespace('proxy');
+    await mkdir(path.dirname(traefikTargets), { recursive: true });
+    await writeFile(`${traefikTargets}.tmp`, JSON.stringify([{ targets: [`127.0.0.1:${adminPort}`], labels: { job: 'traefik' } }]));
+    await rename(`${traefikTargets}.tmp`, traefikTargets);
     await gates.start();
     reconciler = await startReconciler({ namespace: ns });
     // The Gateway Traefik serves on its entry point (GatewayClass from traefik-up.sh).
@@ -131,6 +141,7 @@ describe('real traffic through a real Traefik v3 (traefik and gatewayapi routers
       await kubectl(['delete', 'namespace', ns, '--wait=false']);
       await deleteNamespace(ns);
     }
+    await rm(traefikTargets, { force: true });
     await run(traefikUp, ['--down']);
   });
 
@@ -160,6 +171,23 @@ describe('real traffic through a real Traefik v3 (traefik and gatewayapi routers
       return answers.length === 8 && answers.every((a) => a.status === 200 && a.message === OLD);
     }, { namespace: ns, timeoutMs: 60_000 });
     return via;
+  }
+
+  /**
+   * The traefik router's built-in metrics, rendered for Canary `name` as the
+   * reconciler renders them, on the series Prometheus scraped from this
+   * Traefik: every canary request succeeded, and its p99 is a real latency.
+   */
+  async function builtinMetrics(name: string): Promise<string> {
+    const prom = createProvider({ type: 'prometheus', address: PROMETHEUS }, undefined, { timeoutMs: 5000 });
+    const vars = { name, namespace: ns, target: name, service: name, interval: '30s', variables: {} };
+    const success = renderQuery(TRAEFIK_BUILTIN_METRICS['request-success-rate']!, vars);
+    const duration = renderQuery(TRAEFIK_BUILTIN_METRICS['request-duration']!, vars);
+    const rate = await waitFor('request-success-rate from Traefik\'s metrics', async () => (await prom.query(success)) ?? false, { namespace: ns, timeoutMs: 30_000, intervalMs: 500 });
+    const p99 = await waitFor('request-duration from Traefik\'s metrics', async () => (await prom.query(duration)) ?? false, { namespace: ns, timeoutMs: 30_000, intervalMs: 500 });
+    assert.equal(rate, 100, 'no canary request failed');
+    assert.ok(p99 > 0 && p99 < 1000, `p99 of the canary's requests through Traefik: ${p99} ms`);
+    return `traefik built-in metrics from Prometheus scraping Traefik: request-success-rate ${rate}%, request-duration p99 ${p99.toFixed(1)} ms`;
   }
 
   for (const provider of ['traefik', 'gatewayapi'] as const) {
@@ -206,6 +234,7 @@ describe('real traffic through a real Traefik v3 (traefik and gatewayapi routers
           const share = (100 * toCanary.length) / N;
           rows.push(`${provider} step ${step}%: canary share ${share.toFixed(1)}% of ${N} (diff ${(share - step).toFixed(1)} points)`);
           assert.ok(Math.abs(share - step) <= 5, `canary share ${share.toFixed(1)}% vs weight ${step}% at step ${step}`);
+          if (provider === 'traefik' && step === 20) rows.push(await builtinMetrics(name));
         }
         gates.allow(promote);
         const promotedAt = Date.now();
