@@ -257,10 +257,36 @@ describe('real traffic through a real Traefik v3 (traefik and gatewayapi routers
           ].join('\n'),
         );
         assert.deepEqual(failed, [], 'no request failed during the rollout, the promotion or the copy scaling to zero');
+        if (provider === 'traefik') await deleteCanaryKeepsTraffic(name, via);
       } finally {
         await prober.stop();
       }
     });
+  }
+
+  /**
+   * Deleting the Canary hands the TraefikService back to the apex Service
+   * (the user's IngressRoute still refers to it): no request fails while
+   * the router's Services go, and the TraefikService stays, given up.
+   */
+  async function deleteCanaryKeepsTraffic(name: string, via: Via): Promise<void> {
+    const prober = new ProberVia(via, { rate: 40, concurrency: 4, maxMs: 120_000 }).start();
+    let seen: Answer[] = [];
+    try {
+      await kubectl(['-n', ns, 'delete', 'canary', name, '--wait=false']);
+      await waitFor('the Canary gone', async () => !(await get<Canary>(ns, 'canary', name)), { namespace: ns, timeoutMs: 90_000 });
+      await waitFor('the router\'s Services gone', async () => !(await get(ns, 'service', `${name}-primary`)) && !(await get(ns, 'service', `${name}-canary`)), { namespace: ns, timeoutMs: 60_000 });
+      await waitFor('Traefik to route to the apex Service', async () => (await traefikServices()).some((s) => s.name === `${ns}-${name}@kubernetescrd` && (s.weighted?.services ?? []).some((c) => c.name === `${ns}-${name}-80`)), { namespace: ns, timeoutMs: 30_000 });
+      await sleep(2000);
+    } finally {
+      seen = await prober.stop();
+    }
+    const ts = await get<{ metadata: { ownerReferences?: unknown[] } }>(ns, 'traefikservice', name);
+    assert.ok(ts, 'the TraefikService the IngressRoute uses is kept');
+    assert.equal(ts.metadata.ownerReferences, undefined, 'and no longer collected with the Canary');
+    console.log(`      [proxy] traefik: Canary deleted, TraefikService handed back to Service ${name}: ${seen.length} requests meanwhile, failed: ${failures(seen).length}`);
+    assert.deepEqual(failures(seen), [], 'no request failed while the Canary went');
+    assert.ok(seen.length > 0 && seen.every((a) => a.message === NEW), 'the promoted version answered throughout');
   }
 
   it('gatewayapi A/B: requests with the header all reach the canary, the others none', async function () {
