@@ -77,7 +77,7 @@ export const ROUTER_RESOURCES: Readonly<Record<RouterFamily, readonly RouterReso
     { group: 'specs.smi-spec.io', version: 'v1alpha3', plural: 'httproutegroups', kind: 'HTTPRouteGroup' },
   ],
   nginx: [{ group: 'networking.k8s.io', version: 'v1', plural: 'ingresses', kind: 'Ingress' }],
-  traefik: [],
+  traefik: [{ group: 'traefik.io', version: 'v1alpha1', plural: 'traefikservices', kind: 'TraefikService' }],
   contour: [{ group: 'projectcontour.io', version: 'v1', plural: 'httpproxies', kind: 'HTTPProxy' }],
 };
 
@@ -146,9 +146,9 @@ export const FIELD_SUPPORT: readonly FieldSupport[] = [
     isSet: `(${hasService('match')} && self.service.match.exists(m, has(m.sourceLabels))) || (${hasAnalysis('match')} && self.analysis.match.exists(m, has(m.sourceLabels)))`,
     families: ['istio'],
   },
-  { field: 'analysis.mirror', isSet: `${hasAnalysis('mirror')} && self.analysis.mirror`, families: ['gatewayapi', 'istio', 'contour'] },
-  { field: 'analysis.mirrorWeight', isSet: hasAnalysis('mirrorWeight'), families: ['gatewayapi', 'istio', 'contour'] },
-  { field: 'analysis.sessionAffinity', isSet: hasAnalysis('sessionAffinity'), families: ['gatewayapi', 'istio'] },
+  { field: 'analysis.mirror', isSet: `${hasAnalysis('mirror')} && self.analysis.mirror`, families: ['gatewayapi', 'istio', 'contour', 'traefik'] },
+  { field: 'analysis.mirrorWeight', isSet: hasAnalysis('mirrorWeight'), families: ['gatewayapi', 'istio', 'contour', 'traefik'] },
+  { field: 'analysis.sessionAffinity', isSet: hasAnalysis('sessionAffinity'), families: ['gatewayapi', 'istio', 'traefik'] },
 ];
 
 /** Families that require a field (nginx clones the user's Ingress). */

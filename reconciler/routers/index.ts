@@ -7,12 +7,14 @@ import type * as k8s from '@kubernetes/client-node';
 import { ROUTER_RESOURCES, routerFamily, type RouterFamily, type RouterResource } from '../../core/providers.js';
 import type { Caches } from '../observe/caches.js';
 import { CONTOUR_TRAITS, ContourRouter } from './contour.js';
+import type { Caches, ObjectCache } from '../observe/caches.js';
 import { GATEWAY_API_TRAITS, GatewayApiRouter } from './gatewayapi.js';
 import { ISTIO_TRAITS, IstioRouter } from './istio.js';
 import { KUBERNETES_TRAITS, KubernetesRouter } from './kubernetes.js';
 import { SmiRouter, smiTraits } from './smi.js';
 import { NGINX_TRAITS, NginxRouter } from './nginx.js';
 import type { Router, RouterTraits } from './router.js';
+import { TRAEFIK_SERVICE_RESOURCE, TRAEFIK_TRAITS, TraefikRouter, type TraefikService } from './traefik.js';
 
 export interface RouterDeps {
   core: k8s.CoreV1Api;
@@ -34,6 +36,10 @@ const REGISTRY: Partial<Record<RouterFamily, Entry>> = {
   smi: { traits: smiTraits, create: (d, provider) => new SmiRouter({ core: d.core, custom: d.custom, caches: d.caches, provider }) },
   contour: { traits: CONTOUR_TRAITS, create: (d) => new ContourRouter({ core: d.core, custom: d.custom, caches: d.caches }) },
   nginx: { traits: NGINX_TRAITS, create: (d) => new NginxRouter({ core: d.core, custom: d.custom, caches: d.caches }) },
+  traefik: {
+    traits: TRAEFIK_TRAITS,
+    create: (d) => new TraefikRouter({ core: d.core, custom: d.custom, caches: { services: d.caches.services, traefikServices: d.caches.routerObjects?.(TRAEFIK_SERVICE_RESOURCE) as ObjectCache<TraefikService> | undefined } }),
+  },
 };
 
 export const DEFAULT_PROVIDER = 'kubernetes';

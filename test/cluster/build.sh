@@ -270,6 +270,42 @@ provider_crds() {
   fetch_module_crds istio "istio.io/api@$ISTIO_API_VERSION" kubernetes/customresourcedefinitions.gen.yaml
   fetch_module_crds osm "github.com/openservicemesh/osm@$OSM_VERSION" cmd/osm-bootstrap/crds/smi_traffic_split.yaml cmd/osm-bootstrap/crds/smi_http_route_group.yaml
   fetch_module_crds contour "github.com/projectcontour/contour@$CONTOUR_VERSION" examples/contour/01-crds.yaml
+  fetch_module_crds traefik "github.com/traefik/traefik/v3@$TRAEFIK_VERSION" docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml
+}
+
+# Traefik for the real-traffic tests: its module has replace and exclude
+# directives (forks of a few dependencies), which only a main module may
+# carry, so `go install pkg@version` refuses it. A wrapper module requires
+# Traefik and repeats its replace and exclude blocks, as for Kubernetes above.
+traefik_bin="$cache/traefik-$TRAEFIK_VERSION/bin"
+build_traefik() {
+  [ -x "$traefik_bin/traefik" ] && return 0
+  need_go
+  log "building Traefik $TRAEFIK_VERSION"
+  local w="$cache/gowork/traefik-$TRAEFIK_VERSION" tmod
+  mkdir -p "$w" "$traefik_bin"
+  tmod=$(cd "$cache" && GOFLAGS=-mod=mod go mod download -json "github.com/traefik/traefik/v3@$TRAEFIK_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
+  [ -n "$tmod" ] || { echo "go mod download of Traefik $TRAEFIK_VERSION gave no go.mod"; exit 1; }
+  {
+    echo "module canarygate.dev/test-traefik"
+    echo
+    grep '^go ' "$tmod"
+    echo
+    echo "require github.com/traefik/traefik/v3 $TRAEFIK_VERSION"
+    echo
+    # The tool directive keeps `go mod tidy` from dropping the requirement.
+    echo "tool github.com/traefik/traefik/v3/cmd/traefik"
+    echo
+    # The replace ( ... ) blocks and single replace/exclude lines of Traefik's go.mod.
+    awk '/^replace \(/{on=1} on{print} on&&/^\)/{on=0} /^(replace|exclude) [^(]/{print}' "$tmod"
+  } >"$w/go.mod"
+  (
+    cd "$w"
+    export GOFLAGS=-mod=mod CGO_ENABLED=0
+    go mod tidy
+    grep -q "github.com/traefik/traefik/v3 $TRAEFIK_VERSION" go.mod || { echo "module resolution moved Traefik off $TRAEFIK_VERSION"; exit 1; }
+    go build -trimpath -ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION" -o "$traefik_bin/traefik" github.com/traefik/traefik/v3/cmd/traefik
+  )
 }
 
 install_prometheus() {
@@ -293,4 +329,5 @@ step prometheus install_prometheus
 step "node packages" install_node_packages
 step "kubelet, kube-proxy, crictl" build_node
 step images build_images
+step traefik build_traefik
 echo "$bin"

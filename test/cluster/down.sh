@@ -6,7 +6,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 dir="$(cd "$here/../.." && pwd)/.cluster"
 "$here/node-down.sh"
 [ -d "$dir/run" ] || exit 0
-for name in pod-targets prometheus kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
+for name in traefik pod-targets prometheus kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
   f="$dir/run/$name.pid"
   [ -f "$f" ] || continue
   pid=$(cat "$f")

@@ -185,3 +185,102 @@ export async function readyEndpoints(ns: string, service: string): Promise<strin
   const list = JSON.parse(r.stdout) as { items: { endpoints?: { conditions?: { ready?: boolean }; targetRef?: { name?: string } }[] }[] };
   return list.items.flatMap((s) => (s.endpoints ?? []).filter((e) => e.conditions?.ready !== false).map((e) => e.targetRef?.name ?? ''));
 }
+
+/** A request through a proxy on this machine: where to send it, and what to say. */
+export interface Via {
+  /** 127.0.0.1 (a proxy on this machine) or a Pod IP of the real node. */
+  host: string;
+  port: number;
+  /** The Host header (a proxy's routes match on it). */
+  hostHeader?: string;
+  headers?: Record<string, string>;
+}
+
+/** An answer, with the cookies the proxy set. */
+export interface ProxiedAnswer extends Answer {
+  /** name=value of every Set-Cookie of the answer. */
+  cookies: string[];
+}
+
+/** One GET of podinfo's /api/info through `via`, on a fresh connection, with `cookie` as the Cookie header. */
+export function getInfoVia(via: Via, opts: { cookie?: string; timeoutMs?: number } = {}): Promise<ProxiedAnswer> {
+  const timeoutMs = opts.timeoutMs ?? 3000;
+  const headers: Record<string, string> = { connection: 'close', ...(via.headers ?? {}) };
+  if (via.hostHeader) headers.host = via.hostHeader;
+  if (opts.cookie) headers.cookie = opts.cookie;
+  return new Promise((resolve) => {
+    const req = http.request({ host: via.host, port: via.port, path: '/api/info', method: 'GET', agent: false, timeout: timeoutMs, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const cookies = (res.headers['set-cookie'] ?? []).map((c) => c.split(';')[0]!.trim());
+        const answer: ProxiedAnswer = { at: Date.now(), status: res.statusCode ?? 0, cookies };
+        try {
+          const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { hostname?: string; message?: string };
+          answer.pod = body.hostname;
+          answer.message = body.message;
+        } catch {
+          /* not podinfo's JSON: status only */
+        }
+        resolve(answer);
+      });
+      res.on('error', (err) => resolve({ at: Date.now(), status: 0, error: err.message, cookies: [] }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', (err) => resolve({ at: Date.now(), status: 0, error: err.message, cookies: [] }));
+    req.end();
+  });
+}
+
+/** `count` requests through `via`, `concurrency` at a time, stopping at `deadlineMs` whatever is left. */
+export async function burstVia(via: Via, count: number, opts: { concurrency?: number; deadlineMs?: number } = {}): Promise<ProxiedAnswer[]> {
+  const out: ProxiedAnswer[] = [];
+  const deadline = Date.now() + (opts.deadlineMs ?? 60_000);
+  let next = 0;
+  const worker = async () => {
+    while (next < count && Date.now() < deadline) {
+      next++;
+      out.push(await getInfoVia(via));
+    }
+  };
+  await Promise.all(Array.from({ length: opts.concurrency ?? 16 }, worker));
+  return out;
+}
+
+/** Steady background traffic through `via` (as Prober): about `rate` per second until stop() or `maxMs`, at most `maxRequests`. */
+export class ProberVia {
+  readonly answers: Answer[] = [];
+  private stopped = false;
+  private done?: Promise<void>;
+
+  constructor(
+    private readonly via: Via,
+    private readonly opts: { rate?: number; concurrency?: number; maxMs?: number; maxRequests?: number } = {},
+  ) {}
+
+  start(): this {
+    const rate = this.opts.rate ?? 50;
+    const concurrency = this.opts.concurrency ?? 4;
+    const until = Date.now() + (this.opts.maxMs ?? 180_000);
+    const max = this.opts.maxRequests ?? 20_000;
+    const gap = (1000 * concurrency) / rate;
+    let sent = 0;
+    const worker = async () => {
+      while (!this.stopped && Date.now() < until && sent < max) {
+        sent++;
+        const t0 = Date.now();
+        this.answers.push(await getInfoVia(this.via));
+        const wait = gap - (Date.now() - t0);
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      }
+    };
+    this.done = Promise.all(Array.from({ length: concurrency }, worker)).then(() => undefined);
+    return this;
+  }
+
+  async stop(): Promise<Answer[]> {
+    this.stopped = true;
+    await this.done;
+    return this.answers;
+  }
+}
