@@ -5,15 +5,14 @@
 
 import type * as k8s from '@kubernetes/client-node';
 import { ROUTER_RESOURCES, routerFamily, type RouterFamily, type RouterResource } from '../../core/providers.js';
-import type { Caches } from '../observe/caches.js';
-import { CONTOUR_TRAITS, ContourRouter } from './contour.js';
 import type { Caches, ObjectCache } from '../observe/caches.js';
+import { CONTOUR_TRAITS, ContourRouter } from './contour.js';
 import { GATEWAY_API_TRAITS, GatewayApiRouter } from './gatewayapi.js';
 import { ISTIO_TRAITS, IstioRouter } from './istio.js';
 import { KUBERNETES_TRAITS, KubernetesRouter } from './kubernetes.js';
-import { SmiRouter, smiTraits } from './smi.js';
 import { NGINX_TRAITS, NginxRouter } from './nginx.js';
 import type { Router, RouterTraits } from './router.js';
+import { SmiRouter, smiTraits } from './smi.js';
 import { TRAEFIK_SERVICE_RESOURCE, TRAEFIK_TRAITS, TraefikRouter, type TraefikService } from './traefik.js';
 
 export interface RouterDeps {
