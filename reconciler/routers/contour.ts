@@ -41,9 +41,9 @@ import type { ObjectCache } from '../observe/caches.js';
 import { gatewayDuration } from './gatewayapi.js';
 import { isTrafficShifting } from './kubernetes.js';
 
-import { FIELD_MANAGER, OwnedObjects, assertOurs, conflictOf } from './owned.js';
+import { OwnedObjects, assertOurs, conflictOf, customObjectApi } from './owned.js';
 import type { Router, RouterContext, RouterTraits, Split, Weights } from './router.js';
-import { RouterServices, renamedCanaryPodLabels } from './services.js';
+import { RouterServices, renamedCanaryPodLabels, sizedLikePrimary } from './services.js';
 
 export const HTTPPROXY_RESOURCE: RouterResource = { group: 'projectcontour.io', version: 'v1', plural: 'httpproxies', kind: 'HTTPProxy' };
 
@@ -335,15 +335,8 @@ export class ContourRouter implements Router {
   constructor(opts: ContourRouterOptions) {
     this.services = new RouterServices(opts.core, opts.caches?.services);
     const custom = opts.custom;
-    const at = { group: HTTPPROXY_RESOURCE.group, version: HTTPPROXY_RESOURCE.version, plural: HTTPPROXY_RESOURCE.plural };
     this.proxies = new OwnedObjects<HTTPProxy>(
-      {
-        kind: 'HTTPProxy',
-        get: async (namespace, name) => (await custom.getNamespacedCustomObject({ ...at, namespace, name })) as HTTPProxy,
-        create: async (namespace, body) => (await custom.createNamespacedCustomObject({ ...at, namespace, body, fieldManager: FIELD_MANAGER })) as HTTPProxy,
-        replace: async (namespace, name, body) => (await custom.replaceNamespacedCustomObject({ ...at, namespace, name, body, fieldManager: FIELD_MANAGER })) as HTTPProxy,
-        delete: (namespace, name, preconditions) => custom.deleteNamespacedCustomObject({ ...at, namespace, name, body: { preconditions } }),
-      },
+      customObjectApi<HTTPProxy>(custom, HTTPPROXY_RESOURCE),
       opts.caches?.routerObjects?.(HTTPPROXY_RESOURCE) as ObjectCache<HTTPProxy> | undefined,
     );
   }
@@ -353,8 +346,7 @@ export class ContourRouter implements Router {
   }
 
   canaryReplicas(ctx: RouterContext, _weight: number, primaryReplicas: number): number {
-    if (ctx.canary.spec.targetRef.kind === 'Service') return 0;
-    return Math.max(1, primaryReplicas);
+    return sizedLikePrimary(ctx, primaryReplicas);
   }
 
   /** Names taken, and an analysis.match Contour cannot express (reported on the Canary; no run starts). */

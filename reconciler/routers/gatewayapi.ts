@@ -28,8 +28,9 @@ import { parseDuration } from '../decide/analysis-config.js';
 import type { HttpRoute, ObjectCache } from '../observe/caches.js';
 import { apexServiceName, canaryOwnerReference, ownedBy } from '../apply/copy.js';
 import { isTrafficShifting } from './kubernetes.js';
-import { FIELD_MANAGER, NameTakenError, OwnedObjects } from './owned.js';
-import { RouterServices, renamedCanaryPodLabels } from './services.js';
+import { NameTakenError, OwnedObjects, customObjectApi } from './owned.js';
+import type { RouterResource } from '../../core/providers.js';
+import { RouterServices, renamedCanaryPodLabels, sizedLikePrimary } from './services.js';
 import type { Router, RouterContext, RouterTraits, Split, StickyCookie, Weights } from './router.js';
 import { cookieHeaderRegex, setCookieValue } from './split.js';
 import { CANARY_SUFFIX, MANAGED_BY, MANAGED_BY_LABEL, PRIMARY_SUFFIX } from '../../core/contract.js';
@@ -37,6 +38,7 @@ import { CANARY_SUFFIX, MANAGED_BY, MANAGED_BY_LABEL, PRIMARY_SUFFIX } from '../
 export const GATEWAY_GROUP = 'gateway.networking.k8s.io';
 export const GATEWAY_VERSION = 'v1';
 export const HTTPROUTE_PLURAL = 'httproutes';
+export const HTTPROUTE_RESOURCE: RouterResource = { group: GATEWAY_GROUP, version: GATEWAY_VERSION, plural: HTTPROUTE_PLURAL, kind: 'HTTPRoute' };
 /** Name of the rule that splits traffic by weight. */
 export const WEIGHT_RULE = 'canary-gate';
 /** Name of the A/B rule: matching requests go to the canary. */
@@ -559,15 +561,8 @@ export class GatewayApiRouter implements Router {
   constructor(opts: GatewayApiRouterOptions) {
     this.services = new RouterServices(opts.core, opts.caches?.services);
     const custom = opts.custom;
-    const at = { group: GATEWAY_GROUP, version: GATEWAY_VERSION, plural: HTTPROUTE_PLURAL };
     this.routes = new OwnedObjects<HTTPRoute>(
-      {
-        kind: 'HTTPRoute',
-        get: async (namespace, name) => (await custom.getNamespacedCustomObject({ ...at, namespace, name })) as HTTPRoute,
-        create: async (namespace, body) => (await custom.createNamespacedCustomObject({ ...at, namespace, body, fieldManager: FIELD_MANAGER })) as HTTPRoute,
-        replace: async (namespace, name, body) => (await custom.replaceNamespacedCustomObject({ ...at, namespace, name, body, fieldManager: FIELD_MANAGER })) as HTTPRoute,
-        delete: (namespace, name, preconditions) => custom.deleteNamespacedCustomObject({ ...at, namespace, name, body: { preconditions } }),
-      },
+      customObjectApi<HTTPRoute>(custom, HTTPROUTE_RESOURCE),
       opts.caches?.httpRoutes as ObjectCache<HTTPRoute> | undefined,
     );
   }
@@ -583,8 +578,7 @@ export class GatewayApiRouter implements Router {
    * and load tests during blue/green see the same capacity.
    */
   canaryReplicas(ctx: RouterContext, _weight: number, primaryReplicas: number): number {
-    if (ctx.canary.spec.targetRef.kind === 'Service') return 0;
-    return Math.max(1, primaryReplicas);
+    return sizedLikePrimary(ctx, primaryReplicas);
   }
 
   conflicts(ctx: RouterContext): string[] {

@@ -38,8 +38,8 @@ import { parseDuration } from '../decide/analysis-config.js';
 import type { ObjectCache } from '../observe/caches.js';
 import { apexServiceName, canaryOwnerReference, ownedBy } from '../apply/copy.js';
 import { isTrafficShifting } from './kubernetes.js';
-import { FIELD_MANAGER, NameTakenError, OwnedObjects, assertOurs, conflictOf, notOurs, type ObjectApi } from './owned.js';
-import { RouterServices, renamedCanaryPodLabels } from './services.js';
+import { NameTakenError, OwnedObjects, assertOurs, conflictOf, notOurs, customObjectApi } from './owned.js';
+import { RouterServices, renamedCanaryPodLabels, sizedLikePrimary } from './services.js';
 import type { Router, RouterContext, RouterTraits, Split, StickyCookie, Weights } from './router.js';
 import { cookieHeaderRegex, setCookieValue } from './split.js';
 
@@ -583,16 +583,6 @@ export const ISTIO_TRAITS: RouterTraits = {
   builtinMetrics: { 'request-success-rate': ISTIO_REQUEST_SUCCESS_RATE_QUERY, 'request-duration': ISTIO_REQUEST_DURATION_QUERY },
 };
 
-function customApi<T extends { metadata?: k8s.V1ObjectMeta }>(custom: k8s.CustomObjectsApi, r: RouterResource): ObjectApi<T> {
-  const at = { group: r.group, version: r.version, plural: r.plural };
-  return {
-    kind: r.kind,
-    get: async (namespace, name) => (await custom.getNamespacedCustomObject({ ...at, namespace, name })) as T,
-    create: async (namespace, body) => (await custom.createNamespacedCustomObject({ ...at, namespace, body, fieldManager: FIELD_MANAGER })) as T,
-    replace: async (namespace, name, body) => (await custom.replaceNamespacedCustomObject({ ...at, namespace, name, body, fieldManager: FIELD_MANAGER })) as T,
-    delete: (namespace, name, preconditions) => custom.deleteNamespacedCustomObject({ ...at, namespace, name, body: { preconditions } }),
-  };
-}
 
 export class IstioRouter implements Router {
   readonly name = 'istio';
@@ -607,11 +597,11 @@ export class IstioRouter implements Router {
     this.watching = !!opts.caches?.routerObjects;
     this.services = new RouterServices(opts.core, opts.caches?.services);
     this.virtualServices = new OwnedObjects<VirtualService>(
-      customApi<VirtualService>(opts.custom, VIRTUAL_SERVICE),
+      customObjectApi<VirtualService>(opts.custom, VIRTUAL_SERVICE),
       opts.caches?.routerObjects?.(VIRTUAL_SERVICE) as ObjectCache<VirtualService> | undefined,
     );
     this.rules = new OwnedObjects<DestinationRule>(
-      customApi<DestinationRule>(opts.custom, DESTINATION_RULE),
+      customObjectApi<DestinationRule>(opts.custom, DESTINATION_RULE),
       opts.caches?.routerObjects?.(DESTINATION_RULE) as ObjectCache<DestinationRule> | undefined,
     );
   }
@@ -623,8 +613,7 @@ export class IstioRouter implements Router {
 
   /** Sized like the primary (at least one Pod), whatever the weight: the route may move a share to it at once. */
   canaryReplicas(ctx: RouterContext, _weight: number, primaryReplicas: number): number {
-    if (ctx.canary.spec.targetRef.kind === 'Service') return 0;
-    return Math.max(1, primaryReplicas);
+    return sizedLikePrimary(ctx, primaryReplicas);
   }
 
   conflicts(ctx: RouterContext): string[] {

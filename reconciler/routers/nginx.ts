@@ -46,9 +46,9 @@ import { canonicalJson } from '../../core/revision.js';
 import { apexServiceName, canaryOwnerReference, copiedAnnotations, copiedLabels, ownedBy, withCanaryOwner } from '../apply/copy.js';
 import type { ObjectCache } from '../observe/caches.js';
 import { isTrafficShifting } from './kubernetes.js';
-import { FIELD_MANAGER, OwnedObjects, assertOurs, conflictOf } from './owned.js';
+import { OwnedObjects, assertOurs, conflictOf, customObjectApi } from './owned.js';
 import type { Router, RouterContext, RouterTraits, Split, Weights } from './router.js';
-import { RouterServices, renamedCanaryPodLabels } from './services.js';
+import { RouterServices, renamedCanaryPodLabels, sizedLikePrimary } from './services.js';
 
 export const INGRESS_RESOURCE: RouterResource = { group: 'networking.k8s.io', version: 'v1', plural: 'ingresses', kind: 'Ingress' };
 
@@ -281,15 +281,8 @@ export class NginxRouter implements Router {
   constructor(opts: NginxRouterOptions) {
     this.services = new RouterServices(opts.core, opts.caches?.services);
     const custom = opts.custom;
-    const at = { group: INGRESS_RESOURCE.group, version: INGRESS_RESOURCE.version, plural: INGRESS_RESOURCE.plural };
     this.ingresses = new OwnedObjects<Ingress>(
-      {
-        kind: 'Ingress',
-        get: async (namespace, name) => (await custom.getNamespacedCustomObject({ ...at, namespace, name })) as Ingress,
-        create: async (namespace, body) => (await custom.createNamespacedCustomObject({ ...at, namespace, body, fieldManager: FIELD_MANAGER })) as Ingress,
-        replace: async (namespace, name, body) => (await custom.replaceNamespacedCustomObject({ ...at, namespace, name, body, fieldManager: FIELD_MANAGER })) as Ingress,
-        delete: (namespace, name, preconditions) => custom.deleteNamespacedCustomObject({ ...at, namespace, name, body: { preconditions } }),
-      },
+      customObjectApi<Ingress>(custom, INGRESS_RESOURCE),
       opts.caches?.routerObjects?.(INGRESS_RESOURCE) as ObjectCache<Ingress> | undefined,
     );
   }
@@ -300,8 +293,7 @@ export class NginxRouter implements Router {
 
   /** Sized like the primary (at least one Pod) whatever the weight, as with gatewayapi. */
   canaryReplicas(ctx: RouterContext, _weight: number, primaryReplicas: number): number {
-    if (ctx.canary.spec.targetRef.kind === 'Service') return 0;
-    return Math.max(1, primaryReplicas);
+    return sizedLikePrimary(ctx, primaryReplicas);
   }
 
   /**

@@ -9,6 +9,7 @@ import type * as k8s from '@kubernetes/client-node';
 import type { Canary } from '../../core/api/types.js';
 import { statusCode } from '../../core/api/client.js';
 import type { ObjectCache } from '../observe/caches.js';
+import type { RouterResource } from '../../core/providers.js';
 import { createdByCanaryGate, ownedBy } from '../apply/copy.js';
 
 /** Field manager of every write the routers make. */
@@ -16,6 +17,18 @@ export const FIELD_MANAGER = 'canary-gate';
 export const MAX_CONFLICT_RETRIES = 5;
 
 export type Owned = { metadata?: k8s.V1ObjectMeta };
+
+/** The ObjectApi of a resource served through the custom-objects API (any API group: HTTPRoutes, VirtualServices, Ingresses...). */
+export function customObjectApi<T extends Owned>(custom: k8s.CustomObjectsApi, r: RouterResource): ObjectApi<T> {
+  const at = { group: r.group, version: r.version, plural: r.plural };
+  return {
+    kind: r.kind,
+    get: async (namespace, name) => (await custom.getNamespacedCustomObject({ ...at, namespace, name })) as T,
+    create: async (namespace, body) => (await custom.createNamespacedCustomObject({ ...at, namespace, body, fieldManager: FIELD_MANAGER })) as T,
+    replace: async (namespace, name, body) => (await custom.replaceNamespacedCustomObject({ ...at, namespace, name, body, fieldManager: FIELD_MANAGER })) as T,
+    delete: (namespace, name, preconditions) => custom.deleteNamespacedCustomObject({ ...at, namespace, name, body: { preconditions } }),
+  };
+}
 
 /** How the store reaches the API server for one kind of object. */
 export interface ObjectApi<T extends Owned> {

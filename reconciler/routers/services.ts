@@ -98,3 +98,14 @@ export function renamedCanaryPodLabels(ctx: RouterContext, podLabels: Record<str
   if (ctx.canary.spec.targetRef.kind === 'Service') return { ...podLabels };
   return renameSelectorLabels(podLabels, selectorKeys(ctx.target, ctx.service));
 }
+
+/**
+ * The size of the copy for a router whose objects move the traffic: like the
+ * primary (at least one Pod), whatever the weight, since the router may move
+ * a share to it before new Pods would be ready, and load tests during
+ * blue/green see the same capacity. A Service target's copy runs no Pods.
+ */
+export function sizedLikePrimary(ctx: RouterContext, primaryReplicas: number): number {
+  if (ctx.canary.spec.targetRef.kind === 'Service') return 0;
+  return Math.max(1, primaryReplicas);
+}

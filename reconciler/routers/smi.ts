@@ -31,9 +31,9 @@ import { canonicalJson } from '../../core/revision.js';
 import { apexServiceName, renameSelectorLabels, selectorKeys, withCanaryOwner } from '../apply/copy.js';
 import type { ObjectCache } from '../observe/caches.js';
 import { isTrafficShifting } from './kubernetes.js';
-import { FIELD_MANAGER, OwnedObjects, assertOurs, conflictOf, notOurs, type ObjectApi, type Owned } from './owned.js';
+import { OwnedObjects, assertOurs, conflictOf, notOurs, customObjectApi } from './owned.js';
 import type { Router, RouterContext, RouterTraits, Split, Weights } from './router.js';
-import { RouterServices } from './services.js';
+import { RouterServices, sizedLikePrimary } from './services.js';
 
 export const SPLIT_GROUP = 'split.smi-spec.io';
 export const SPECS_GROUP = 'specs.smi-spec.io';
@@ -367,16 +367,6 @@ export interface SmiRouterOptions {
   caches?: { services: ObjectCache<k8s.V1Service>; routerObjects?: (r: RouterResource) => ObjectCache<unknown> | undefined };
 }
 
-function customApi<T extends Owned>(custom: k8s.CustomObjectsApi, r: RouterResource): ObjectApi<T> {
-  const at = { group: r.group, version: r.version, plural: r.plural };
-  return {
-    kind: r.kind,
-    get: async (namespace, name) => (await custom.getNamespacedCustomObject({ ...at, namespace, name })) as T,
-    create: async (namespace, body) => (await custom.createNamespacedCustomObject({ ...at, namespace, body, fieldManager: FIELD_MANAGER })) as T,
-    replace: async (namespace, name, body) => (await custom.replaceNamespacedCustomObject({ ...at, namespace, name, body, fieldManager: FIELD_MANAGER })) as T,
-    delete: (namespace, name, preconditions) => custom.deleteNamespacedCustomObject({ ...at, namespace, name, body: { preconditions } }),
-  };
-}
 
 export class SmiRouter implements Router {
   readonly name: string;
@@ -395,8 +385,8 @@ export class SmiRouter implements Router {
     this.services = new RouterServices(opts.core, opts.caches?.services);
     const splitResource = trafficSplitResource(version);
     const groupResource = routeGroupResource();
-    this.splits = new OwnedObjects<TrafficSplit>(customApi<TrafficSplit>(opts.custom, splitResource), opts.caches?.routerObjects?.(splitResource) as ObjectCache<TrafficSplit> | undefined);
-    this.groups = new OwnedObjects<HTTPRouteGroup>(customApi<HTTPRouteGroup>(opts.custom, groupResource), opts.caches?.routerObjects?.(groupResource) as ObjectCache<HTTPRouteGroup> | undefined);
+    this.splits = new OwnedObjects<TrafficSplit>(customObjectApi<TrafficSplit>(opts.custom, splitResource), opts.caches?.routerObjects?.(splitResource) as ObjectCache<TrafficSplit> | undefined);
+    this.groups = new OwnedObjects<HTTPRouteGroup>(customObjectApi<HTTPRouteGroup>(opts.custom, groupResource), opts.caches?.routerObjects?.(groupResource) as ObjectCache<HTTPRouteGroup> | undefined);
   }
 
   /** The copy's selector labels are renamed: only `<apex>-canary` selects its Pods, and the apex Service keeps the primary's. */
@@ -405,8 +395,8 @@ export class SmiRouter implements Router {
   }
 
   /** Sized like the primary (at least one Pod), whatever the weight: the mesh may move a share to it at once. */
-  canaryReplicas(_ctx: RouterContext, _weight: number, primaryReplicas: number): number {
-    return Math.max(1, primaryReplicas);
+  canaryReplicas(ctx: RouterContext, _weight: number, primaryReplicas: number): number {
+    return sizedLikePrimary(ctx, primaryReplicas);
   }
 
   conflicts(ctx: RouterContext): string[] {

@@ -43,9 +43,9 @@ import { ROUTER_RESOURCES, type RouterResource } from '../../core/providers.js';
 import { apexServiceName, buildRouterService, ownedBy, renameSelectorLabels, routerServicePorts, selectorKeys, withCanaryOwner } from '../apply/copy.js';
 import type { ObjectCache } from '../observe/caches.js';
 import { buildCanaryRouterService, primarySelector } from './kubernetes.js';
-import { FIELD_MANAGER, OwnedObjects, assertOurs, conflictOf, notOurs } from './owned.js';
+import { OwnedObjects, assertOurs, conflictOf, notOurs, customObjectApi } from './owned.js';
 import type { Router, RouterContext, RouterTraits, Split, Weights } from './router.js';
-import { RouterServices } from './services.js';
+import { RouterServices, sizedLikePrimary } from './services.js';
 
 /** The resource this router writes, as core/providers.ts declares it (for RBAC and the informer). */
 export const TRAEFIK_SERVICE_RESOURCE = ROUTER_RESOURCES.traefik.find((r) => r.kind === 'TraefikService') as RouterResource;
@@ -284,15 +284,8 @@ export class TraefikRouter implements Router {
   constructor(opts: TraefikRouterOptions) {
     this.services = new RouterServices(opts.core, opts.caches?.services);
     const custom = opts.custom;
-    const at = { group: TRAEFIK_SERVICE_RESOURCE.group, version: TRAEFIK_SERVICE_RESOURCE.version, plural: TRAEFIK_SERVICE_RESOURCE.plural };
     this.store = new OwnedObjects<TraefikService>(
-      {
-        kind: 'TraefikService',
-        get: async (namespace, name) => (await custom.getNamespacedCustomObject({ ...at, namespace, name })) as TraefikService,
-        create: async (namespace, body) => (await custom.createNamespacedCustomObject({ ...at, namespace, body, fieldManager: FIELD_MANAGER })) as TraefikService,
-        replace: async (namespace, name, body) => (await custom.replaceNamespacedCustomObject({ ...at, namespace, name, body, fieldManager: FIELD_MANAGER })) as TraefikService,
-        delete: (namespace, name, preconditions) => custom.deleteNamespacedCustomObject({ ...at, namespace, name, body: { preconditions } }),
-      },
+      customObjectApi<TraefikService>(custom, TRAEFIK_SERVICE_RESOURCE),
       opts.caches?.traefikServices,
     );
   }
@@ -305,8 +298,7 @@ export class TraefikRouter implements Router {
 
   /** Sized like the primary whatever the weight (as gatewayapi): Traefik may move a share before new Pods would be ready. */
   canaryReplicas(ctx: RouterContext, _weight: number, primaryReplicas: number): number {
-    if (ctx.canary.spec.targetRef.kind === 'Service') return 0;
-    return Math.max(1, primaryReplicas);
+    return sizedLikePrimary(ctx, primaryReplicas);
   }
 
   conflicts(ctx: RouterContext): string[] {
