@@ -15,7 +15,7 @@ export type RouterFamily = 'kubernetes' | 'gatewayapi' | 'istio' | 'smi' | 'ngin
 export type SmiVersion = 'v1alpha1' | 'v1alpha2' | 'v1alpha3';
 
 /** Provider strings that name a family directly. */
-export const PLAIN_PROVIDERS = ['kubernetes', 'gatewayapi', 'istio', 'linkerd', 'osm', 'smi', 'nginx', 'traefik', 'contour'] as const;
+export const PLAIN_PROVIDERS = ['kubernetes', 'gatewayapi', 'gatewayapi:v1', 'istio', 'linkerd', 'osm', 'smi', 'nginx', 'traefik', 'contour'] as const;
 
 /** `smi:v1alpha1`, `smi:v1alpha2:linkerd`, ...: an SMI version, optionally with the mesh's name. */
 export const SMI_PROVIDER_PATTERN = '^smi:v1alpha[123](:[a-z0-9][a-z0-9.-]*)?$';
@@ -34,6 +34,9 @@ export function routerFamily(provider: string | undefined): RouterFamily | undef
     case 'traefik':
     case 'contour':
       return p;
+    // Flagger's spelling of the HTTPRoute version canary-gate writes.
+    case 'gatewayapi:v1':
+      return 'gatewayapi';
     case 'linkerd':
     case 'osm':
     case 'smi':
@@ -159,6 +162,7 @@ export const FIELD_REQUIRED: Partial<Record<RouterFamily, { field: string; isSet
 /** CEL: the family of `p`, the provider string (as routerFamily does). */
 function familyIs(family: RouterFamily, p: string): string {
   if (family === 'smi') return `(${p} in ['linkerd', 'osm', 'smi'] || ${p}.matches('${SMI_PROVIDER_PATTERN}'))`;
+  if (family === 'gatewayapi') return `${p} in ['gatewayapi', 'gatewayapi:v1']`;
   return `${p} == '${family}'`;
 }
 

@@ -42,6 +42,7 @@ describe('CRDs on a real API server', function () {
     ['an unknown field', { stepWieght: 10 }, {}, /stepWieght/],
     ['a provider Flagger has but canary-gate has not', {}, { provider: 'appmesh' }, /provider must be one of kubernetes, gatewayapi, istio, linkerd, osm, smi, nginx, traefik, contour/],
     ['an SMI version that does not exist', {}, { provider: 'smi:v1alpha9' }, /provider must be one of/],
+    ['an HTTPRoute version canary-gate does not write', {}, { provider: 'gatewayapi:v1beta1' }, /provider must be one of/],
     // No field accepted and ignored: a field the chosen router cannot express is refused, naming who honours it.
     ['a route timeout on the kubernetes router', {}, { service: { port: 80, timeout: '5s' } }, /service\.timeout is honoured only by the providers gatewayapi/],
     ['A/B matches on the kubernetes router', { iterations: 3, match: [{ headers: { x: { exact: 'y' } } }] }, {}, /analysis\.match is honoured only by the providers/],
@@ -57,6 +58,10 @@ describe('CRDs on a real API server', function () {
     await kubectlOk(['-n', ns, 'apply', '--validate=strict', '-f', '-'], { input: JSON.stringify(canary('mirrored', { iterations: 3, mirror: true, mirrorWeight: 50 }, spec)) });
     await kubectlOk(['-n', ns, 'apply', '--validate=strict', '-f', '-'], {
       input: JSON.stringify(canary('sticky', { stepWeight: 10, sessionAffinity: { cookieName: 'canary', primaryCookieName: 'primary', maxAge: 600 } }, spec)),
+    });
+    // Flagger's spelling of the same router migrates unchanged.
+    await kubectlOk(['-n', ns, 'apply', '--validate=strict', '-f', '-'], {
+      input: JSON.stringify(canary('flagger-spelling', { mirror: true }, { provider: 'gatewayapi:v1', service: { port: 80, gatewayRefs: [{ name: 'public' }] } })),
     });
   });
   for (const [what, analysis, extra, field] of invalid) {

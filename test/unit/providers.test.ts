@@ -11,6 +11,8 @@ describe('provider strings (Flagger spelling)', () => {
     [undefined, 'kubernetes', undefined],
     ['kubernetes', 'kubernetes', undefined],
     ['gatewayapi', 'gatewayapi', undefined],
+    ['gatewayapi:v1', 'gatewayapi', undefined],
+    ['gatewayapi:v1beta1', undefined, undefined],
     ['istio', 'istio', undefined],
     ['linkerd', 'smi', 'v1alpha1'],
     ['osm', 'smi', 'v1alpha2'],
