@@ -7,15 +7,17 @@
 // which shows the canary's observed share of the real requests and their
 // success rate from Prometheus, until it is promoted (or, with --rollback,
 // rolled back because the new version's requests fail: podinfo
-// --random-error). Everything it started is stopped at the end or on Ctrl-C;
-// a cluster that was already running is left running.
+// --random-error). With --traefik the requests go through a real Traefik v3
+// and the gatewayapi router's HTTPRoute (exact weights) instead of the
+// Service's ClusterIP. Everything it started is stopped at the end or on
+// Ctrl-C; a cluster that was already running is left running.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { NAMESPACE_ENABLED_LABEL } from '../../core/contract.js';
-import { cliPath, clusterDir, clusterDown, clusterUp, kubeconfigPath, kubectl, kubectlOk, repoRoot } from '../e2e/cluster.js';
+import { cliPath, clusterDir, clusterDown, clusterUp, kubeconfigPath, kubectl, kubectlOk, repoRoot, run } from '../e2e/cluster.js';
 import { assertRealNodeReady, PODINFO_VERSION } from '../e2e/real-node.js';
 import { startReconciler, type RunningReconciler } from '../e2e/reconciler-process.js';
 import { deleteNamespace } from '../e2e/namespaces.js';
@@ -25,19 +27,29 @@ import { DEMO_NAMESPACE_LABEL, RECONCILER_USER, reconcilerRbacForUser, startWebh
 const NAMESPACE = 'demo';
 const GATE_PORT = Number(process.env.DEMO_GATE_PORT ?? 39091);
 const PROMETHEUS = `http://127.0.0.1:${process.env.PROMETHEUS_PORT ?? '39090'}`;
+const TRAEFIK_PORT = Number(process.env.TRAEFIK_PORT ?? Number(process.env.PROMETHEUS_PORT ?? 39090) + 2);
+const TRAEFIK_UP = path.join(repoRoot, 'test/cluster/traefik-up.sh');
 const OLD = `${PODINFO_VERSION}-a`;
 const NEW = `${PODINFO_VERSION}-b`;
 
-/** A demo manifest, its load-tester URLs pointed at the port the demo uses. */
-function manifest(file: string): string {
-  return readFileSync(path.join(repoRoot, 'deploy/demo', file), 'utf8').replaceAll('http://127.0.0.1:39091/', `http://127.0.0.1:${GATE_PORT}/`);
+/** A demo manifest, its load-tester and Traefik ports pointed at the ones the demo uses; `without` drops documents of that kind. */
+function manifest(file: string, without?: string): string {
+  const text = readFileSync(path.join(repoRoot, 'deploy/demo', file), 'utf8')
+    .replaceAll('http://127.0.0.1:39091/', `http://127.0.0.1:${GATE_PORT}/`)
+    .replaceAll('127.0.0.1:39092/', `127.0.0.1:${TRAEFIK_PORT}/`)
+    .replaceAll('port: 39092', `port: ${TRAEFIK_PORT}`);
+  if (!without) return text;
+  return text
+    .split(/^---$/m)
+    .filter((doc) => !new RegExp(`^kind: ${without}$`, 'm').test(doc))
+    .join('---');
 }
 
-/** `canary-gate loadtester` on 127.0.0.1, allowed to send load to the demo Service's ClusterIP only. */
-async function startLoadTester(): Promise<ChildProcess> {
+/** `canary-gate loadtester` on 127.0.0.1, allowed to send load to one host only (the Service's ClusterIP, or Traefik on 127.0.0.1). */
+async function startLoadTester(allowHost: string): Promise<ChildProcess> {
   mkdirSync(path.join(clusterDir, 'logs'), { recursive: true });
   const log = openSync(path.join(clusterDir, 'logs', 'loadtester-demo.log'), 'w');
-  const child = spawn(process.execPath, [cliPath, 'loadtester', '--port', String(GATE_PORT), '--bind-address', '127.0.0.1', '--allow-host', '10.0.0.10', '--max-duration', '5m'], {
+  const child = spawn(process.execPath, [cliPath, 'loadtester', '--port', String(GATE_PORT), '--bind-address', '127.0.0.1', '--allow-host', allowHost, '--max-duration', '5m'], {
     stdio: ['ignore', log, log],
   });
   await waitFor('the load tester', async () => (await fetch(`http://127.0.0.1:${GATE_PORT}/healthz`).catch(() => undefined))?.status === 200, { timeoutMs: 15_000 });
@@ -56,8 +68,10 @@ async function shell(cmd: string, args: string[], input?: string, file?: string)
 }
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { rollback: { type: 'boolean', default: false }, keep: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({ options: { rollback: { type: 'boolean', default: false }, keep: { type: 'boolean', default: false }, traefik: { type: 'boolean', default: false } } });
   const rollback = values.rollback as boolean;
+  const traefik = values.traefik as boolean;
+  let traefikStarted = false;
   let webhook: RunningWebhook | undefined;
   let reconciler: RunningReconciler | undefined;
   let loadtester: ChildProcess | undefined;
@@ -74,6 +88,7 @@ async function main(): Promise<number> {
     await deleteNamespace(NAMESPACE);
     await reconciler?.stop();
     await webhook?.stop();
+    if (traefikStarted) await run(TRAEFIK_UP, ['--down']);
     if (loadtester && loadtester.exitCode === null) {
       const gone = new Promise((r) => loadtester?.once('exit', r));
       loadtester.kill('SIGTERM');
@@ -114,22 +129,34 @@ async function main(): Promise<number> {
     reconciler = await startReconciler({ namespace: NAMESPACE, identity: 'demo', extraArgs: ['--prometheus-address', PROMETHEUS] });
     say(`reconciler running as user ${RECONCILER_USER} (logs: .cluster/logs/reconciler-demo.log)`);
 
-    loadtester = await startLoadTester();
-    say(`load tester on 127.0.0.1:${GATE_PORT}: the rollout gate sends real requests to the podinfo Service (logs: .cluster/logs/loadtester-demo.log)`);
+    if (traefik) {
+      show('test/cluster/traefik-up.sh');
+      const up = await run(TRAEFIK_UP, [], { timeoutMs: 600_000 });
+      if (up.code !== 0) throw new Error(`test/cluster/traefik-up.sh failed: ${up.stderr.trim()}`);
+      traefikStarted = true;
+      say(`Traefik v3 serving Gateways of class canary-gate-traefik on 127.0.0.1:${TRAEFIK_PORT} (log: .cluster/logs/traefik.log)`);
+    }
+    loadtester = await startLoadTester(traefik ? '127.0.0.1' : '10.0.0.10');
+    say(`load tester on 127.0.0.1:${GATE_PORT}: the rollout gate sends real requests to podinfo ${traefik ? 'through Traefik' : 'through its Service'} (logs: .cluster/logs/loadtester-demo.log)`);
 
-    await shell('kubectl', ['-n', NAMESPACE, 'apply', '-f', '-'], manifest('podinfo.yaml'), 'deploy/demo/podinfo.yaml');
+    if (traefik) {
+      await shell('kubectl', ['-n', NAMESPACE, 'apply', '-f', '-'], manifest('podinfo.yaml', 'Canary'), 'deploy/demo/podinfo.yaml (the Deployment and Service)');
+      await shell('kubectl', ['-n', NAMESPACE, 'apply', '-f', '-'], manifest('podinfo-traefik.yaml'), 'deploy/demo/podinfo-traefik.yaml');
+    } else {
+      await shell('kubectl', ['-n', NAMESPACE, 'apply', '-f', '-'], manifest('podinfo.yaml'), 'deploy/demo/podinfo.yaml');
+    }
     await waitFor('the sample app to be adopted and rolled out', async () => {
       const phase = (await kubectl(['-n', NAMESPACE, 'get', 'canary', 'podinfo', '-o', 'jsonpath={.status.phase}'])).stdout;
       const ready = (await kubectl(['-n', NAMESPACE, 'get', 'deployment', 'podinfo', '-o', 'jsonpath={.status.readyReplicas}'])).stdout;
       return phase === 'Initialized' && ready === '4';
     }, { namespace: NAMESPACE, timeoutMs: 120_000 });
-    await shell('kubectl', ['-n', NAMESPACE, 'get', 'deployments,canaries,pods', '-o', 'wide']);
+    await shell('kubectl', ['-n', NAMESPACE, 'get', traefik ? 'deployments,canaries,httproutes,pods' : 'deployments,canaries,pods', '-o', 'wide']);
 
     say('now the change: a new image, applied exactly as a user or a GitOps tool would');
     const change = rollback ? 'podinfo-v2-bad.yaml' : 'podinfo-v2.yaml';
     await shell('kubectl', ['-n', NAMESPACE, 'apply', '-f', '-'], manifest(change), `deploy/demo/${change}`);
     await shell('kubectl', ['-n', NAMESPACE, 'get', 'deployment', 'podinfo', '-o', 'custom-columns=LIVE IMAGE:.spec.template.spec.containers[0].image,PENDING REVISION:.metadata.annotations.canarygate\\.dev/pending-revision']);
-    say(`the live Deployment stays on ${OLD}; the reconciler runs ${NEW}${rollback ? ' (with --random-error)' : ''} as podinfo-canary and shifts real traffic step by step`);
+    say(`the live Deployment stays on ${OLD}; the reconciler runs ${NEW}${rollback ? ' (with --random-error)' : ''} as podinfo-canary and shifts real traffic step by step${traefik ? ' through the HTTPRoute Traefik serves' : ''}`);
 
     show(`canary-gate watch -n ${NAMESPACE} podinfo --prometheus ${PROMETHEUS}`);
     const code = await new Promise<number>((resolve) => {

@@ -23,6 +23,15 @@ describe('the local demo', function () {
     assert.match(r.stdout, new RegExp(`promoted: podinfo now runs ${v}-b`));
   });
 
+  it('with --traefik, the requests go through a real Traefik and the HTTPRoute, and the change is promoted', async function () {
+    const r = await demo(['--traefik']);
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /Traefik v3 serving Gateways/);
+    assert.match(r.stdout, /observed \(Prometheus, 10s\): canary [1-9][0-9]*% of requests, success 100%/, 'watch shows real requests reaching the canary through Traefik');
+    assert.match(r.stdout, /result: revision [0-9a-f]{12} promoted \(exit 0\)/);
+    assert.match(r.stdout, new RegExp(`promoted: podinfo now runs ${v}-b`));
+  });
+
   it('with --rollback, the new version\'s failing requests roll the change back', async function () {
     const r = await demo(['--rollback']);
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);

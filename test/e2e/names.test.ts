@@ -79,7 +79,15 @@ describe('objects canary-gate does not own', function () {
     assert.ok(live?.metadata.annotations?.[PENDING_REVISION], 'and pending: nothing is lost');
 
     const after = await get<Deploy>(ns, 'deployment', `${name}-canary`);
-    assert.equal(after?.metadata.resourceVersion, mine?.metadata.resourceVersion, "the user's Deployment was not written to");
+    // Its status moves with its Pods (the resourceVersion with it); what the user wrote must not.
+    type Written = { metadata: { generation?: number; managedFields?: Array<{ manager?: string }> }; spec?: unknown };
+    const written = (d: Deploy | undefined) => {
+      const w = d as unknown as Written | undefined;
+      return { generation: w?.metadata.generation, spec: w?.spec, labels: d?.metadata.labels, annotations: d?.metadata.annotations, owners: d?.metadata.ownerReferences };
+    };
+    assert.deepEqual(written(after), written(mine), "the user's Deployment was not written to");
+    const managers = ((after as unknown as Written | undefined)?.metadata.managedFields ?? []).map((f) => f.manager ?? '');
+    assert.ok(!managers.some((m) => m.startsWith('canary-gate')), `no canary-gate field manager on it (${managers.join(', ')})`);
     assert.equal(image(after), 'example.test/mine:7');
     assert.equal(after?.metadata.labels?.[ROLE_LABEL], undefined);
     assert.equal((await kubectl(['-n', ns, 'get', 'hpa', `${name}-canary`])).code, 0, "the user's HPA is still there");

@@ -297,7 +297,8 @@ describe('nginx rollout through the real reconciler', function () {
       return (await phase()) === 'Succeeded';
     }, { namespace: ns, timeoutMs: 90_000, intervalMs: 100 });
     assert.ok(seen.has('25') || seen.has('50'), `the canary Ingress carried weight on the way (saw ${[...seen].join(', ')})`);
-    assert.equal((await getIngress(ns, `${name}-canary`))?.metadata.annotations?.[WEIGHT_ANNOTATION], '0', 'promoted: all traffic to the primary');
+    // The status is written before its effects: the weight follows a moment later.
+    await waitFor('promoted: all traffic to the primary', async () => (await getIngress(ns, `${name}-canary`))?.metadata.annotations?.[WEIGHT_ANNOTATION] === '0', { namespace: ns, timeoutMs: 30_000 });
     assert.equal((await getObject<{ spec: { template: { spec: { containers: Array<{ image: string }> } } } }>(ns, 'deployment', name))?.spec.template.spec.containers[0]?.image, 'example.test/shop:2');
 
     await kubectlOk(['-n', ns, 'delete', 'canary', name, '--wait=false']);
@@ -338,7 +339,7 @@ describe('nginx rollout through the real reconciler', function () {
 
     await applyAsUser(ns, userIngress(name, name));
     await waitFor('Succeeded', async () => (await get())?.status?.phase === 'Succeeded', { namespace: ns, timeoutMs: 90_000 });
-    assert.equal((await getIngress(ns, `${name}-canary`))?.metadata.annotations?.[WEIGHT_ANNOTATION], '0');
+    await waitFor('all traffic to the primary', async () => (await getIngress(ns, `${name}-canary`))?.metadata.annotations?.[WEIGHT_ANNOTATION] === '0', { namespace: ns, timeoutMs: 30_000 });
     assert.equal((await get())?.status?.conditions?.find((x) => x.type === 'NameTaken')?.status, 'False');
   });
 });
@@ -384,7 +385,8 @@ describe('contour rollout through the real reconciler', function () {
       return (await phase()) === 'Succeeded';
     }, { namespace: ns, timeoutMs: 90_000, intervalMs: 100 });
     assert.ok(seen.has(`${name}-primary:75,${name}-canary:25`) || seen.has(`${name}-primary:50,${name}-canary:50`), `the proxy carried canary weight on the way (saw ${[...seen].join(' | ')})`);
-    assert.deepEqual(serviceList(await getProxy(ns, name), 0), [`${name}-primary:100`, `${name}-canary:0`]);
+    // The status is written before its effects: the split follows a moment later.
+    await waitFor('everything back on the primary', async () => serviceList(await getProxy(ns, name), 0).join(',') === `${name}-primary:100,${name}-canary:0`, { namespace: ns, timeoutMs: 30_000 });
 
     await kubectlOk(['-n', ns, 'delete', 'canary', name, '--wait=false']);
     await waitFor('the Canary to be gone', async () => (await getObject(ns, 'canary', name)) === undefined, { namespace: ns, timeoutMs: 30_000 });

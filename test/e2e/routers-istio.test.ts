@@ -300,7 +300,11 @@ describe('istio router on a real API server with the Istio CRDs', function () {
         return (await phase(name)) === 'Succeeded';
       }, { namespace: rns, timeoutMs: 60_000, intervalMs: 100 });
       assert.ok(seen.has(25) || seen.has(50), `the VirtualService carried canary weight on the way (saw ${[...seen].join(', ')})`);
-      const final = await get<VirtualService>(rns, 'virtualservice', name);
+      // The status is written before its effects: the split follows a moment later.
+      const final = await waitFor('everything back on the primary', async () => {
+        const vs = await get<VirtualService>(rns, 'virtualservice', name);
+        return split(vs)[0]?.[1] === 100 ? vs : undefined;
+      }, { namespace: rns, timeoutMs: 30_000 });
       assert.deepEqual(split(final), [
         [`${name}-primary`, 100],
         [`${name}-canary`, 0],
@@ -375,7 +379,10 @@ describe('istio router on a real API server with the Istio CRDs', function () {
       assert.ok(sticky && weighted, 'a sticky route on the way');
       assert.match(String(sticky.match?.[0]?.headers?.cookie?.regex), /canary-gate-sticky=/);
       assert.match(String(weighted.route?.find((d) => d.destination.host === `${name}-canary`)?.headers?.response?.add?.['Set-Cookie']), /^canary-gate-sticky=[0-9a-f]+; Max-Age=600; Path=\/$/);
-      const final = await get<VirtualService>(rns, 'virtualservice', name);
+      const final = await waitFor('neither mirror nor sticky route left', async () => {
+        const vs = await get<VirtualService>(rns, 'virtualservice', name);
+        return names(vs).join() === WEIGHT_ROUTE && split(vs)[0]?.[1] === 100 ? vs : undefined;
+      }, { namespace: rns, timeoutMs: 30_000 });
       assert.deepEqual(names(final), [WEIGHT_ROUTE]);
       assert.equal(route(final, WEIGHT_ROUTE)?.mirror, undefined);
       assert.deepEqual(split(final), [

@@ -340,7 +340,11 @@ describe('smi: an osm rollout through the real reconciler', function () {
       return (await phase()) === 'Succeeded';
     }, { namespace: ns, timeoutMs: 90_000, intervalMs: 100 });
     assert.ok(seen.has(25) || seen.has(50), `the TrafficSplit carried canary weight on the way (saw ${[...seen].join(', ')})`);
-    const final = await get<TrafficSplit>(ns, 'trafficsplits.split.smi-spec.io', name);
+    // The status is written before its effects: the split follows a moment later.
+    const final = await waitFor('everything back on the primary', async () => {
+      const s = await get<TrafficSplit>(ns, 'trafficsplits.split.smi-spec.io', name);
+      return weights(s)[`${name}-primary`] === 100 ? s : undefined;
+    }, { namespace: ns, timeoutMs: 30_000 });
     assert.deepEqual(weights(final), { [`${name}-primary`]: 100, [`${name}-canary`]: 0 });
     const live = await get<{ spec: { template: { spec: { containers: Array<{ image: string }> } } } }>(ns, 'deployment', name);
     assert.equal(live?.spec.template.spec.containers[0]?.image, 'example.test/mesh:2');

@@ -66,7 +66,11 @@ describe('traffic routing on a real control plane', function () {
       return (await phase(name)) === 'Succeeded';
     }, { namespace: ns, timeoutMs: 60_000, intervalMs: 100 });
     assert.ok(seen.has(25) || seen.has(50), `the route carried canary weight on the way (saw ${[...seen].join(', ')})`);
-    const final = await get<Route>(ns, 'httproute', name);
+    // The status is written before its effects: the route follows a moment later.
+    const final = await waitFor('everything back on the primary', async () => {
+      const r = await get<Route>(ns, 'httproute', name);
+      return r && weights(r)[`${name}-primary`] === 100 ? r : undefined;
+    }, { namespace: ns, timeoutMs: 30_000 });
     assert.equal(weights(final as Route)[`${name}-primary`], 100);
     assert.ok(!weights(final as Route)[`${name}-canary`]);
     assert.equal(image(await get<Deploy>(ns, 'deployment', name)), 'example.test/weighted:2');
