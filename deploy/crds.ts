@@ -201,6 +201,17 @@ function crd(opts: {
 
 // ---------------------------------------------------------------- Canary
 
+const changeRecord = (description: string): JSONSchemaProps =>
+  object(
+    {
+      revision: string(),
+      images: string({ description: 'Hash of the sorted container images.' }),
+      labels: stringMap('Pod template labels.'),
+      at: string({ format: 'date-time' }),
+    },
+    { description, required: ['revision'] },
+  );
+
 const canarySpec: JSONSchemaProps = object(
   {
     targetRef: object(
@@ -390,6 +401,26 @@ const canarySpec: JSONSchemaProps = object(
     revertOnDeletion: boolean('Restore the target when the Canary is deleted.'),
     promotion: object(
       {
+        identity: string({
+          description: 'What makes two stages\' changes the same: images (the set of container images; default), revision (the exact pod template), or label:<key> (a pod template label a pipeline sets).',
+          pattern: '^(images|revision|label:[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?)$',
+          maxLength: 320,
+        }),
+        after: array(
+          object(
+            {
+              namespace: string({ maxLength: 63, description: 'Namespace of the upstream Canary; default this one.' }),
+              name: name('Name of the upstream Canary.'),
+              soak: duration('The upstream must have promoted the change at least this long ago.'),
+              kubeconfigSecretRef: object(
+                { name: name('Secret in this namespace.'), key: string({ minLength: 1, maxLength: 253, description: 'Key holding the kubeconfig.' }) },
+                { description: 'The upstream Canary is in the cluster of this kubeconfig (read access to Canaries is enough).', required: ['name', 'key'] },
+              ),
+            },
+            { required: ['name'] },
+          ),
+          { description: 'Stages a change must have passed: it starts here only once each promoted the same change.', maxItems: 16 },
+        ),
         windows: array(
           object(
             {
@@ -428,6 +459,9 @@ const canaryStatus: JSONSchemaProps = object(
     preRolloutPassed: boolean('The pre-rollout gates of the current revision passed.'),
     failedRevision: string({ description: 'Revision last rolled back.' }),
     bypassedRevision: string({ description: 'Revision that went live without analysis.' }),
+    changeIdentity: string({ description: 'Identity (spec.promotion.identity) of the change pending or last run.' }),
+    lastPromotion: changeRecord('The change last promoted, as downstream stages compare it.'),
+    lastFailure: changeRecord('The change last rolled back.'),
     metrics: array(
       object(
         {
@@ -460,6 +494,7 @@ export const canaryCRD: CustomResourceDefinition = crd({
     { name: 'LastTransitionTime', type: 'date', jsonPath: '.status.lastTransitionTime' },
     { name: 'Target', type: 'string', jsonPath: '.spec.targetRef.name', priority: 1 },
     { name: 'Revision', type: 'string', jsonPath: '.status.lastAppliedRevision', priority: 1 },
+    { name: 'Change', type: 'string', jsonPath: '.status.changeIdentity', priority: 1 },
     { name: 'Pending', type: 'string', jsonPath: '.status.pendingRevision', priority: 1 },
   ],
 });

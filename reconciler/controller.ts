@@ -28,6 +28,8 @@ import { Notifier } from './notify/notifier.js';
 import type { Caches, HttpRoute } from './observe/caches.js';
 import type { RouterResource } from '../core/providers.js';
 import { buildSyncContext, pendingChange, targetCache } from './observe/context.js';
+import { UpstreamReader } from './observe/upstream.js';
+import { upstreamBlock } from './decide/stages.js';
 import { defaultCanaryFor } from './observe/defaults.js';
 import { Routers, watchedRouterResources } from './routers/index.js';
 
@@ -73,6 +75,7 @@ export class Reconciler {
   private readonly informers: ResilientInformer<KubeObject>[] = [];
   private readonly api: EffectClients;
   private readonly routers: Routers;
+  private readonly upstream: UpstreamReader;
   private readonly log: Logger;
   /** target "ns/Kind/name" -> Canary keys that name it. */
   private readonly byTarget = new Map<string, Set<string>>();
@@ -177,6 +180,7 @@ export class Reconciler {
       log: (fields, message) => this.log.info(fields, message),
     });
     this.routers = new Routers({ core: this.api.core, custom: this.api.custom, caches: this.caches });
+    this.upstream = new UpstreamReader({ canaries: this.caches.canaries, readSecret: (namespace, name) => this.api.core.readNamespacedSecret({ namespace, name }) });
     this.queue = new WorkQueue({
       name: 'canaries',
       onError: (key, err, retries) => {
@@ -347,6 +351,22 @@ export class Reconciler {
     this.opts.events.record({ apiVersion: adapter.group ? `${adapter.group}/${adapter.version}` : adapter.version, kind, metadata: { name, namespace: ns, uid: obj.metadata?.uid ?? '' } }, 'Warning', 'Released', message);
   }
 
+  /**
+   * The verdict of the upstream stages (spec.promotion.after) on the pending
+   * change, read only while a change waits to start: a running change is
+   * not stopped by what happens upstream later.
+   */
+  private async readUpstream(canary: Canary, observed: Observed): Promise<void> {
+    if (!canary.spec.promotion?.after?.length) return;
+    observed.hasUpstream = true;
+    const pending = observed.changes?.pending;
+    const phase = observed.status.phase ?? 'Initializing';
+    if (!pending || !['Initialized', 'Succeeded', 'Failed', 'Waiting'].includes(phase)) return;
+    const views = await this.upstream.views(canary);
+    const block = upstreamBlock(canary.spec.promotion.identity, pending, views, observed.now);
+    if (block) observed.upstream = block;
+  }
+
   private enqueueNamespace(ns: string): void {
     for (const c of this.caches.canaries.list(ns)) this.queue.add(keyOf(c as KubeObject));
   }
@@ -410,6 +430,7 @@ export class Reconciler {
       ...(this.opts.clusterFreezeNamespace ? { clusterFreezeNamespace: this.opts.clusterFreezeNamespace } : {}),
     });
     if (seen.pendingError) this.opts.events.record(canary, 'Warning', ControllerReason.InvalidPendingRevision, seen.pendingError);
+    await this.readUpstream(canary, seen.observed);
 
     let t: Transition = transition(seen.observed);
     if (t.checks) {

@@ -257,9 +257,34 @@ export interface PromotionWindow {
   timeZone?: string;
 }
 
+/** A stage this Canary's changes must pass first. */
+export interface PromotionDependency {
+  /** Namespace of the upstream Canary; default this Canary's. */
+  namespace?: string;
+  name: string;
+  /** The upstream must have promoted the change at least this long ago. */
+  soak?: Duration;
+  /** A kubeconfig in a Secret of this namespace: the upstream Canary is in another cluster. */
+  kubeconfigSecretRef?: { name: string; key: string };
+}
+
 export interface CanaryPromotion {
+  /** What makes two stages' changes the same: images (default), revision, or label:<key>. */
+  identity?: string;
+  /** This Canary starts a change only when each of these promoted the same change. */
+  after?: PromotionDependency[];
   /** Runs advance and promote only inside one of these; none = always. */
   windows?: PromotionWindow[];
+}
+
+/** What identifies one change across stages, recorded when it is promoted or rolled back. */
+export interface ChangeRecord {
+  revision: string;
+  /** Hash of the sorted container and init-container images (Deployment targets). */
+  images?: string;
+  /** The pod template's labels (for identity label:<key>). */
+  labels?: Record<string, string>;
+  at?: Timestamp;
 }
 
 export interface CanarySpec {
@@ -319,6 +344,12 @@ export const CONDITION_PROMOTED = 'Promoted';
 
 export interface CanaryStatus {
   phase?: CanaryPhase;
+  /** The identity (spec.promotion.identity) of the change pending or last run. */
+  changeIdentity?: string;
+  /** The change last promoted, as downstream stages compare it. */
+  lastPromotion?: ChangeRecord;
+  /** The change last rolled back. */
+  lastFailure?: ChangeRecord;
   canaryWeight?: number;
   failedChecks?: number;
   iterations?: number;

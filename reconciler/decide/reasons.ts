@@ -50,6 +50,8 @@ export const EventReason = {
   Held: 'Held',
   /** The freeze was lifted or a window opened: runs go on. */
   Resumed: 'Resumed',
+  /** A pending change waits for an upstream stage (spec.promotion.after); once per reason. */
+  WaitingUpstream: 'WaitingUpstream',
 } as const;
 export type EventReason = (typeof EventReason)[keyof typeof EventReason];
 
@@ -89,6 +91,8 @@ export const ConditionType = {
   NameTaken: 'NameTaken',
   /** True while a change freeze or a closed promotion window holds the Canary's runs at their current step. */
   Held: 'Held',
+  /** False while an upstream stage (spec.promotion.after) has not promoted the pending change. */
+  UpstreamReady: 'UpstreamReady',
 } as const;
 export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
 
@@ -110,6 +114,18 @@ export const ConditionReason = {
   InvalidWindow: 'InvalidWindow',
   /** Held=False: the hold ended. */
   Resumed: 'Resumed',
+  /** UpstreamReady: every upstream stage promoted the change. */
+  UpstreamPromoted: 'UpstreamPromoted',
+  /** UpstreamReady=False: an upstream stage has not promoted the change yet. */
+  UpstreamPending: 'UpstreamPending',
+  /** UpstreamReady=False: an upstream stage rolled the change back. */
+  UpstreamFailed: 'UpstreamFailed',
+  /** UpstreamReady=False: an upstream Canary cannot be read. */
+  UpstreamUnreachable: 'UpstreamUnreachable',
+  /** UpstreamReady=False: promoted upstream, not long enough ago (soak). */
+  Soaking: 'Soaking',
+  /** UpstreamReady=False: the change lacks what spec.promotion.identity needs (label:<key> unset). */
+  NoIdentity: 'NoIdentity',
   ...RollbackCause,
 } as const;
 export type ConditionReason = (typeof ConditionReason)[keyof typeof ConditionReason];

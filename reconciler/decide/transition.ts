@@ -10,6 +10,7 @@
 import type { CanaryPhase, CanaryStatus, Condition, MetricStatus, WebhookType } from '../../core/api/types.js';
 import type { RouterTraits } from '../routers/router.js';
 import type { ResolvedAnalysis } from './analysis-config.js';
+import { identityOf, type ChangeFacts, type UpstreamBlock } from './stages.js';
 import { ConditionReason, ConditionType, EventReason, RollbackCause } from './reasons.js';
 
 /** Status fields the state machine keeps so that a restarted process resumes exactly. */
@@ -88,6 +89,14 @@ export interface Observed {
   blockers: string[];
   /** A change freeze or a closed promotion window: runs hold at their current step, no pending change starts. */
   hold?: Hold;
+  /** What identifies the pending and the live change across stages (decide/stages.ts). */
+  changes?: { pending?: ChangeFacts; live?: ChangeFacts };
+  /** spec.promotion.identity (default images). */
+  identityMode?: string;
+  /** Why the pending change may not start yet: an upstream stage has not promoted it (spec.promotion.after). */
+  upstream?: UpstreamBlock;
+  /** The Canary has upstream stages (spec.promotion.after): their verdict is shown as the UpstreamReady condition. */
+  hasUpstream?: boolean;
 }
 
 /** Why runs hold now (observe/context.ts derives it from namespace labels and spec.promotion.windows). */
@@ -301,6 +310,7 @@ class Machine {
       this.event('Normal', EventReason.Retry, `retrying revision ${pending} on request`, pending);
     }
     if (this.held(`revision ${pending} waits to start`)) return;
+    if (this.waitsForUpstream(pending)) return;
     this.start(pending, results);
   }
 
@@ -325,6 +335,8 @@ class Machine {
     }
     this.status.pendingRevision = revision;
     this.status.lastAppliedRevision = revision;
+    const identity = identityOf(this.obs.identityMode, this.factsOf(revision));
+    if (identity) this.status.changeIdentity = identity;
     // A copy that shares the user's Service serves from its first ready Pod, so its weight starts at the first step.
     this.status.canaryWeight = this.firstCopyWeight();
     this.status.failedChecks = 0;
@@ -358,6 +370,7 @@ class Machine {
       return this.rollback(RollbackCause.Aborted, 'aborted on request');
     }
     if (this.held(`revision ${pending} waits to start`)) return;
+    if (this.waitsForUpstream(pending)) return;
     if (!results && !this.due()) return;
     this.status.lastStepTime = results ? iso(this.obs.now) : this.status.lastStepTime;
     this.start(pending, results);
@@ -544,6 +557,7 @@ class Machine {
     this.postRollout = { revision };
     this.status.canaryWeight = 0;
     this.status.lastPromotedRevision = revision;
+    this.status.lastPromotion = { ...this.factsOf(revision), at: iso(this.obs.now) };
     delete this.status.pendingRevision;
     this.setPhase('Succeeded', `revision ${revision} promoted`);
     this.setPromoted('True', ConditionReason.Succeeded, `revision ${revision} promoted`);
@@ -557,6 +571,7 @@ class Machine {
     this.postRollout = { revision };
     this.status.canaryWeight = 0;
     this.status.failedRevision = revision;
+    this.status.lastFailure = { ...this.factsOf(revision), at: iso(this.obs.now) };
     delete this.status.pendingRevision;
     this.setPhase('Failed', `revision ${revision} rolled back: ${why}`);
     this.setPromoted('False', cause, `revision ${revision} rolled back: ${why}`);
@@ -630,6 +645,41 @@ class Machine {
     this.status.message = `${what}: ${hold.message}`;
     const wait = hold.untilMs !== undefined ? Math.max(1000, hold.untilMs - this.obs.now) : 60_000;
     this.requeue(Math.min(wait, 10 * 60_000));
+    return true;
+  }
+
+  /** The facts of `revision`: the pending change's or the live one's, whichever it is. */
+  private factsOf(revision: string): ChangeFacts {
+    const { pending, live } = this.obs.changes ?? {};
+    if (pending?.revision === revision) return pending;
+    if (live?.revision === revision) return live;
+    return { revision };
+  }
+
+  /**
+   * True while an upstream stage has not promoted the pending change: the
+   * Canary waits (phase Waiting, condition UpstreamReady=False with why,
+   * an Event when the reason changes) and looks again.
+   */
+  private waitsForUpstream(pending: string): boolean {
+    if (!this.obs.hasUpstream) return false;
+    const block = this.obs.upstream;
+    const current = this.status.conditions?.find((c) => c.type === ConditionType.UpstreamReady);
+    if (!block) {
+      if (current?.status !== 'True') this.setCondition(ConditionType.UpstreamReady, 'True', ConditionReason.UpstreamPromoted, `every upstream stage promoted revision ${pending}'s change`);
+      return false;
+    }
+    const reason = ConditionReason[block.reason];
+    if (current?.status !== 'False' || current.reason !== reason || this.status.pendingRevision !== pending) {
+      this.event(block.reason === 'UpstreamFailed' || block.reason === 'UpstreamUnreachable' ? 'Warning' : 'Normal', EventReason.WaitingUpstream, `revision ${pending}: ${block.message}`, pending);
+    }
+    this.setCondition(ConditionType.UpstreamReady, 'False', reason, block.message);
+    this.status.pendingRevision = pending;
+    const identity = identityOf(this.obs.identityMode, this.factsOf(pending));
+    if (identity) this.status.changeIdentity = identity;
+    this.setPhase('Waiting', `revision ${pending} ${block.message}`);
+    const wait = block.untilMs !== undefined ? Math.max(1000, block.untilMs - this.obs.now) : 15_000;
+    this.requeue(Math.min(wait, 60_000));
     return true;
   }
 

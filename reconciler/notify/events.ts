@@ -56,6 +56,7 @@ export const ALERT_RULES: Readonly<Record<EventReason, Rule>> = {
   // Deliberate and frequent (a window closes every evening): the status and Events say it.
   Held: 'quiet',
   Resumed: 'quiet',
+  WaitingUpstream: { severity: 'info', summary: 'waiting for an upstream stage' },
 };
 
 /** How a rollback alert opens, by its cause. */

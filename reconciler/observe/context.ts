@@ -15,6 +15,7 @@ import { createdByCanaryGate, ownedBy } from '../apply/copy.js';
 import { resolveAnalysis } from '../decide/analysis-config.js';
 import type { CanaryCopyView, Commands, Hold, Observed, RolloutStatus, TargetView } from '../decide/transition.js';
 import { windowState } from '../decide/windows.js';
+import { changeFacts, type ChangeFacts } from '../decide/stages.js';
 import type { Router, RouterContext } from '../routers/router.js';
 import type { Caches, ObjectCache } from './caches.js';
 
@@ -91,6 +92,15 @@ export function targetCache(kind: TargetKind, caches: Caches): ObjectCache<k8s.V
   return kind.runsPods ? caches.deployments : caches.services;
 }
 
+const factsMemo = new WeakMap<object, ChangeFacts>();
+
+/** The change facts of an object (or parsed pending change), computed once per version of it. */
+function factsOf(key: object, compute: () => ChangeFacts): ChangeFacts {
+  let f = factsMemo.get(key);
+  if (!f) factsMemo.set(key, (f = compute()));
+  return f;
+}
+
 /** Where a change freeze is read: the Canary's namespace, and the reconciler's own for the cluster-wide switch. */
 export interface HoldSources {
   /** The namespace whose label `canarygate.dev/freeze: all` freezes every run (the reconciler's own). */
@@ -157,6 +167,9 @@ export function buildSyncContext(canary: Canary, caches: Caches, router: Router,
     };
     if (ctx.pending) targetView.pendingRevision = ctx.pending.revision;
   }
+  const changes: NonNullable<Observed['changes']> = {};
+  if (ctx.pending) changes.pending = factsOf(ctx.pending, () => changeFacts(ctx.pending?.revision ?? '', ctx.pending?.spec));
+  if (live) changes.live = factsOf(live, () => changeFacts(targetView.liveRevision, kind.specUnderCanary(live)));
 
   let copyView: CanaryCopyView = { exists: false, replicas: 0, ready: false, readyReplicas: 0 };
   if (liveCopy) {
@@ -189,6 +202,8 @@ export function buildSyncContext(canary: Canary, caches: Caches, router: Router,
       ...router.conflicts(ctx),
     ],
   };
+  ctx.observed.changes = changes;
+  if (canary.spec.promotion?.identity) ctx.observed.identityMode = canary.spec.promotion.identity;
   const hold = holdOf(canary, caches, now, holdSources);
   if (hold) ctx.observed.hold = hold;
   return ctx;

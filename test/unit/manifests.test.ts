@@ -166,6 +166,8 @@ describe('deploy: CRDs', () => {
       '.spec.analysis.webhooks[].metadata',
       '.spec.service.match[].sourceLabels',
       '.spec.analysis.match[].sourceLabels',
+      '.status.lastPromotion.labels',
+      '.status.lastFailure.labels',
     ],
     MetricTemplate: ['.spec.provider.headers'],
     AlertProvider: [],

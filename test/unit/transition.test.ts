@@ -1421,3 +1421,51 @@ describe('transition(): change freezes and promotion windows', () => {
     assert.equal(t.status.phase, 'Succeeded');
   });
 });
+
+describe('transition(): stages (spec.promotion.after)', () => {
+  const facts = { revision: NEXT, images: 'abc123abc123' };
+  const waitingFor = { reason: 'UpstreamPending' as const, message: 'waiting for staging/web to promote images:abc123abc123' };
+  const upstreamCondition = (t: { status: RolloutStatus }) => t.status.conditions?.find((c) => c.type === 'UpstreamReady');
+
+  it('a pending change waits (phase Waiting, UpstreamReady=False, one Event) while upstream has not promoted it, and starts once it has', () => {
+    const obs = observed({ target: { pendingRevision: NEXT } });
+    Object.assign(obs, { hasUpstream: true, upstream: waitingFor, changes: { pending: facts } });
+    const t = transition(obs);
+    assert.equal(t.status.phase, 'Waiting');
+    assert.equal(t.status.changeIdentity, 'images:abc123abc123');
+    assert.equal(upstreamCondition(t)?.status, 'False');
+    assert.equal(upstreamCondition(t)?.reason, 'UpstreamPending');
+    assert.deepEqual(t.events.map((e) => e.reason), ['WaitingUpstream']);
+    assert.ok(!t.effects.some((e) => e.type === 'ensure-canary-copy'));
+    const again = observed({ target: { pendingRevision: NEXT }, status: t.status, now: T0 + MIN });
+    Object.assign(again, { hasUpstream: true, upstream: waitingFor, changes: { pending: facts } });
+    assert.deepEqual(transition(again).events, [], 'said once');
+    const ready = observed({ target: { pendingRevision: NEXT }, status: t.status, now: T0 + 2 * MIN });
+    Object.assign(ready, { hasUpstream: true, changes: { pending: facts } });
+    const started = transition(ready);
+    assert.equal(started.status.phase, 'Progressing');
+    assert.equal(upstreamCondition(started)?.status, 'True');
+  });
+
+  it('records the promoted change (for stages downstream) and the rolled-back one', () => {
+    const live = { revision: NEXT, images: 'abc123abc123', labels: { app: 'podinfo' } };
+    const promoting = observed({ status: { ...running({ canaryWeight: 10 }), phase: 'Promoting' }, target: { pendingRevision: NEXT, liveRevision: NEXT }, copy: readyCopy() });
+    promoting.changes = { live };
+    const done = transition(promoting);
+    assert.equal(done.status.phase, 'Succeeded');
+    assert.deepEqual({ ...done.status.lastPromotion, at: undefined }, { ...live, at: undefined });
+    assert.equal(done.status.lastPromotion?.at, iso(T0));
+
+    const failing = progressing({ status: { canaryWeight: 10 }, commands: { abort: NEXT } });
+    failing.changes = { pending: facts };
+    const failed = transition(failing);
+    assert.equal(failed.status.phase, 'Failed');
+    assert.equal(failed.status.lastFailure?.images, 'abc123abc123');
+  });
+
+  it('without upstream stages nothing about them is written', () => {
+    const t = transition(observed({ target: { pendingRevision: NEXT } }));
+    assert.equal(upstreamCondition(t), undefined);
+    assert.equal(t.status.phase, 'Progressing');
+  });
+});
