@@ -180,7 +180,12 @@ export class Reconciler {
       log: (fields, message) => this.log.info(fields, message),
     });
     this.routers = new Routers({ core: this.api.core, custom: this.api.custom, caches: this.caches });
-    this.upstream = new UpstreamReader({ canaries: this.caches.canaries, readSecret: (namespace, name) => this.api.core.readNamespacedSecret({ namespace, name }) });
+    this.upstream = new UpstreamReader({
+      canaries: this.caches.canaries,
+      readSecret: (namespace, name) => this.api.core.readNamespacedSecret({ namespace, name }),
+      watches: (namespace) => !scope || namespace === scope,
+      readCanary: async (namespace, name) => (await this.api.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: 'canaries', name })) as Canary,
+    });
     this.queue = new WorkQueue({
       name: 'canaries',
       onError: (key, err, retries) => {

@@ -14,6 +14,10 @@ import type { ObjectCache } from './caches.js';
 
 export interface UpstreamReaderOptions {
   canaries: ObjectCache<Canary>;
+  /** False for a namespace the informers do not watch (a reconciler run with --namespace): read it with readCanary. */
+  watches?: (namespace: string) => boolean;
+  /** Reads one Canary of this cluster with a GET. */
+  readCanary?: (namespace: string, name: string) => Promise<Canary>;
   /** Reads one Secret (the kubeconfig of another cluster). */
   readSecret(namespace: string, name: string): Promise<k8s.V1Secret>;
   /** Timeout of one remote read; default 5 s. */
@@ -47,19 +51,35 @@ export class UpstreamReader {
     const ref = d.kubeconfigSecretRef;
     if (!ref) {
       const where = `${upstreamNs}/${d.name}`;
-      const found = this.opts.canaries.get(upstreamNs, d.name);
-      return Promise.resolve(found ? { dependency: d, where, canary: found } : { dependency: d, where, error: 'no such Canary' });
+      if (this.opts.watches?.(upstreamNs) !== false || !this.opts.readCanary) {
+        const found = this.opts.canaries.get(upstreamNs, d.name);
+        return Promise.resolve(found ? { dependency: d, where, canary: found } : { dependency: d, where, error: 'no such Canary' });
+      }
+      const read = this.opts.readCanary;
+      return this.reused(`local/${upstreamNs}/${d.name}`, () =>
+        read(upstreamNs, d.name).then(
+          (c): UpstreamView => ({ dependency: d, where, canary: c }),
+          (err: unknown): UpstreamView => ({ dependency: d, where, error: errorMessage(err) }),
+        ),
+      );
     }
     const where = `${upstreamNs}/${d.name} (cluster of Secret ${ns}/${ref.name})`;
-    const key = `${ns}/${ref.name}/${ref.key}/${upstreamNs}/${d.name}`;
+    return this.reused(`${ns}/${ref.name}/${ref.key}/${upstreamNs}/${d.name}`, () =>
+      this.readRemote(ns, ref, upstreamNs, d.name).then(
+        (c): UpstreamView => ({ dependency: d, where, canary: c }),
+        (err: unknown): UpstreamView => ({ dependency: d, where, error: errorMessage(err) }),
+      ),
+    );
+  }
+
+  /** One read per key every ttl: a waiting Canary is synced often. */
+  private reused(key: string, read: () => Promise<UpstreamView>): Promise<UpstreamView> {
     const now = (this.opts.now ?? Date.now)();
     const hit = this.answers.get(key);
     if (hit && now - hit.at < (this.opts.ttlMs ?? 5000)) return hit.view;
-    const view = this.readRemote(ns, ref, upstreamNs, d.name).then(
-      (c): UpstreamView => ({ dependency: d, where, canary: c }),
-      (err: unknown): UpstreamView => ({ dependency: d, where, error: errorMessage(err) }),
-    );
+    const view = read();
     this.answers.set(key, { at: now, view });
+    if (this.answers.size > 10_000) this.answers.clear();
     return view;
   }
 

@@ -3,7 +3,7 @@
 # (certificates are kept so a restart is quicker).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-dir="$(cd "$here/../.." && pwd)/.cluster"
+dir="${CANARY_GATE_CLUSTER_DIR:-$(cd "$here/../.." && pwd)/.cluster}"
 "$here/node-down.sh"
 [ -d "$dir/run" ] || exit 0
 for name in traefik pod-targets prometheus kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do

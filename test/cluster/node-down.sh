@@ -6,7 +6,7 @@
 # the containerd store in the cache.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-dir="$(cd "$here/../.." && pwd)/.cluster"
+dir="${CANARY_GATE_CLUSTER_DIR:-$(cd "$here/../.." && pwd)/.cluster}"
 nd="$dir/node"
 # shellcheck source=ports.env
 . "$here/ports.env"

@@ -12,7 +12,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-dir="$root/.cluster"
+dir="${CANARY_GATE_CLUSTER_DIR:-$root/.cluster}"
 # shellcheck source=ports.env
 . "$here/ports.env"
 # shellcheck source=versions.env

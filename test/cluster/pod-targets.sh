@@ -6,7 +6,7 @@
 # kubernetes_sd_configs, so this plays that part. up.sh runs it, down.sh stops it.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-dir="$(cd "$here/../.." && pwd)/.cluster"
+dir="${CANARY_GATE_CLUSTER_DIR:-$(cd "$here/../.." && pwd)/.cluster}"
 out="$dir/prometheus/pods/real-node.json"
 tpl='{range .items[?(@.metadata.annotations.prometheus\.io/scrape=="true")]}{.metadata.namespace} {.metadata.name} {.status.podIP} {.metadata.annotations.prometheus\.io/port} {.status.phase}{"\n"}{end}'
 kubectl() { "$dir/bin/kubectl" --kubeconfig "$dir/prometheus.kubeconfig" "$@"; }

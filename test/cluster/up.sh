@@ -3,13 +3,15 @@
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (fake
 # nodes whose Pods really become Running/Ready), a real node (containerd,
 # kubelet, kube-proxy: node-up.sh) and Prometheus.
-# Idempotent: a healthy running cluster is reused. State lives in .cluster/.
+# Idempotent: a healthy running cluster is reused. State lives in .cluster/
+# (CANARY_GATE_CLUSTER_DIR names another folder: a second control plane, with
+# its own ports from ports.env and REAL_NODE=0).
 #
 #   KUBECONFIG=$PWD/.cluster/kubeconfig PATH=$PWD/.cluster/bin:$PATH kubectl get nodes
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-dir="$root/.cluster"
+dir="${CANARY_GATE_CLUSTER_DIR:-$root/.cluster}"
 # shellcheck source=ports.env
 . "$here/ports.env"
 # shellcheck source=versions.env

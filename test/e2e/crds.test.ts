@@ -40,7 +40,7 @@ describe('CRDs on a real API server', function () {
     ['a malformed interval', { interval: 'soon' }, {}, /interval/],
     ['an unknown router', {}, { provider: 'carrier-pigeon' }, /provider/],
     ['an unknown field', { stepWieght: 10 }, {}, /stepWieght/],
-    ['a provider Flagger has but canary-gate has not', {}, { provider: 'appmesh' }, /provider must be one of kubernetes, gatewayapi, istio, linkerd, osm, smi, nginx, traefik, contour/],
+    ['a provider Flagger has but canary-gate has not', {}, { provider: 'appmesh' }, /provider must be one of kubernetes, gatewayapi, gatewayapi:v1, istio, linkerd, osm, smi, nginx, traefik, contour/],
     ['an SMI version that does not exist', {}, { provider: 'smi:v1alpha9' }, /provider must be one of/],
     ['an HTTPRoute version canary-gate does not write', {}, { provider: 'gatewayapi:v1beta1' }, /provider must be one of/],
     // No field accepted and ignored: a field the chosen router cannot express is refused, naming who honours it.

@@ -83,7 +83,9 @@ describe('objects canary-gate does not own', function () {
     type Written = { metadata: { generation?: number; managedFields?: Array<{ manager?: string }> }; spec?: unknown };
     const written = (d: Deploy | undefined) => {
       const w = d as unknown as Written | undefined;
-      return { generation: w?.metadata.generation, spec: w?.spec, labels: d?.metadata.labels, annotations: d?.metadata.annotations, owners: d?.metadata.ownerReferences };
+      // The deployment controller's own annotation (deployment.kubernetes.io/revision) is not a write of canary-gate's.
+      const annotations = Object.fromEntries(Object.entries(d?.metadata.annotations ?? {}).filter(([k]) => !k.startsWith('deployment.kubernetes.io/')));
+      return { generation: w?.metadata.generation, spec: w?.spec, labels: d?.metadata.labels, annotations, owners: d?.metadata.ownerReferences };
     };
     assert.deepEqual(written(after), written(mine), "the user's Deployment was not written to");
     const managers = ((after as unknown as Written | undefined)?.metadata.managedFields ?? []).map((f) => f.manager ?? '');
