@@ -2,7 +2,8 @@
 // the plain lines `watch` prints in CI logs and the block it redraws in a
 // terminal. No I/O: everything takes the objects and the time as arguments.
 
-import type { Canary, CanaryPhase } from '../../core/api/types.js';
+import type { ChangeRecord, Canary, CanaryPhase } from '../../core/api/types.js';
+import { identityOf } from '../decide/stages.js';
 import { resolveAnalysis, type ResolvedAnalysis } from '../decide/analysis-config.js';
 
 /** The resolved analysis, or undefined for a spec the reconciler would reject too. */
@@ -108,6 +109,42 @@ export function statusRows(canaries: Canary[], opts: { allNamespaces: boolean; n
     if (opts.allNamespaces) row.unshift(c.metadata.namespace ?? '');
     return row;
   });
+  return [header, ...rows];
+}
+
+/**
+ * Where one change stands in each stage that has seen it: `id` is a
+ * revision or an identity as status.changeIdentity shows it (images:...,
+ * revision:..., label:key=value). Canaries that never saw it are left out.
+ */
+export function changeRows(canaries: Canary[], id: string, now: number): string[][] {
+  const header = ['NAMESPACE', 'NAME', 'CHANGE', 'STATE', 'SINCE'];
+  const matches = (c: Canary, r: ChangeRecord | undefined) => !!r && (r.revision === id || identityOf(c.spec?.promotion?.identity, r) === id);
+  const rows: string[][] = [];
+  const sorted = [...canaries].sort(
+    (a, b) => (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') || (a.metadata.name ?? '').localeCompare(b.metadata.name ?? ''),
+  );
+  for (const c of sorted) {
+    const st = c.status ?? {};
+    const current = st.changeIdentity === id || st.pendingRevision === id || st.lastAppliedRevision === id;
+    let state: string | undefined;
+    let since: string | undefined;
+    if (current && RUNNING.includes(st.phase ?? 'Initialized')) {
+      const waiting = st.conditions?.find((x) => x.type === 'UpstreamReady' && x.status === 'False');
+      state = waiting ? `waiting: ${waiting.message}` : `${st.phase}${st.phase === 'Progressing' ? ` ${progressText(progressOf(c))}` : ''}`;
+      since = st.lastTransitionTime;
+    } else if (matches(c, st.lastPromotion)) {
+      state = 'promoted';
+      since = st.lastPromotion?.at;
+    } else if (matches(c, st.lastFailure)) {
+      state = 'rolled back';
+      since = st.lastFailure?.at;
+    } else if (current) {
+      state = st.phase ?? 'Unknown';
+      since = st.lastTransitionTime;
+    }
+    if (state) rows.push([c.metadata.namespace ?? '', c.metadata.name ?? '', st.changeIdentity ?? id, state, age(since, now)]);
+  }
   return [header, ...rows];
 }
 

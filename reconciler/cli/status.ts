@@ -4,7 +4,7 @@
 import * as k8s from '@kubernetes/client-node';
 import type { Command } from '../../core/cli.js';
 import type { Canary } from '../../core/api/types.js';
-import { renderTable, statusRows } from './format.js';
+import { changeRows, renderTable, statusRows } from './format.js';
 import { CONNECTION_HELP, CONNECTION_OPTIONS, UsageError, connect, getCanary, listCanaries, parseCommandArgs, runCommand } from './kube.js';
 
 const help = `Usage: canary-gate status [-n NS | -A] [NAME] [-o table|json|yaml] [flags]
@@ -21,8 +21,14 @@ Shows the Canaries of a namespace (or one of them) with their rollout state:
   PENDING   the revision being analysed, or -
   AGE       time since the last phase change (kubectl style: 5s, 3m20s, 2h)
 
+With --revision ID, shows instead where one change stands in every stage
+that has seen it (ID is a revision, or an identity as the Canaries' Change
+column shows it: images:..., revision:..., label:key=value): waiting for an
+upstream stage (and for what), progressing, promoted or rolled back.
+
 Flags:
   -A, --all-namespaces     list the Canaries of every namespace (adds a NAMESPACE column)
+      --revision ID        one change across the stages (with -A: every namespace)
   -o, --output FORMAT      table (default), json or yaml: json and yaml print the
                            objects (one object for NAME, else a v1 List)
 
@@ -31,7 +37,8 @@ ${CONNECTION_HELP}
 Examples:
   canary-gate status -n shop
   canary-gate status -A
-  canary-gate status -n shop web -o yaml`;
+  canary-gate status -n shop web -o yaml
+  canary-gate status -A --revision images:3f2a9c01b7de`;
 
 const OUTPUTS = ['table', 'json', 'yaml'] as const;
 
@@ -52,6 +59,7 @@ export const command: Command = {
           ...CONNECTION_OPTIONS,
           'all-namespaces': { type: 'boolean', short: 'A' },
           output: { type: 'string', short: 'o' },
+          revision: { type: 'string' },
         },
         { min: 0, max: 1, names: 'NAME' },
       );
@@ -73,6 +81,13 @@ export const command: Command = {
       }
       if (canaries.length === 0) {
         console.error(all ? 'No Canaries found.' : `No Canaries found in namespace "${conn.namespace}".`);
+        return 0;
+      }
+      const revision = values.revision as string | undefined;
+      if (revision !== undefined) {
+        const rows = changeRows(canaries, revision, Date.now());
+        if (rows.length === 1) console.error(`No Canary has seen ${revision}.`);
+        else console.log(renderTable(rows));
         return 0;
       }
       console.log(renderTable(statusRows(canaries, { allNamespaces: all, now: Date.now() })));

@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Canary } from '../../core/api/types.js';
 import { changeFacts } from '../../reconciler/decide/stages.js';
-import { kubectlOk, getObject as get, applyAsUser as apply, repoRoot, run } from './cluster.js';
+import { cliPath, kubeconfigPath, kubectlOk, getObject as get, applyAsUser as apply, repoRoot, run } from './cluster.js';
 import { GateServer } from './gate-server.js';
 import { createNamespace, deleteNamespace } from './namespaces.js';
 import { deployment } from './objects.js';
@@ -92,6 +92,11 @@ describe('stages on real control planes', function () {
       const p = await get<Canary>(prod, 'canary', 'web');
       assert.ok(Date.parse(p?.status?.progressStartedAt ?? '') >= Date.parse(upstream?.lastPromotion?.at ?? ''), 'prod started after staging promoted');
       assert.equal(upstreamReady(p)?.status, 'True');
+      // One change across the stages, as a person asks for it.
+      const id = waiting.status?.changeIdentity ?? '';
+      const view = await run(process.execPath, [cliPath, 'status', '-A', '--revision', id], { env: { ...process.env, KUBECONFIG: kubeconfigPath } });
+      assert.equal(view.code, 0, view.stderr);
+      for (const ns of [staging, prod]) assert.match(view.stdout, new RegExp(`${ns}\\s+web\\s+${id}\\s+promoted`), view.stdout);
 
       // A change staging rolls back never starts in prod.
       gates.answer('smoke', 500);

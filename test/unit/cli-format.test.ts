@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import type { Canary, CanaryStatus, CanarySpec } from '../../core/api/types.js';
 import {
   age,
+  changeRows,
   formatIn,
   humanDuration,
   nextStepIn,
@@ -286,5 +287,40 @@ describe('cli format', function () {
     it('watches the run in progress when the target cannot be read', function () {
       assert.equal(decideExit([st({ phase: 'Progressing', pendingRevision: R }), st({ phase: 'Failed', failedRevision: R })])?.code, 1);
     });
+  });
+});
+
+describe('status --revision: one change across the stages', () => {
+  const base = (ns: string, status: CanaryStatus): Canary => ({
+    apiVersion: 'canarygate.dev/v1alpha1',
+    kind: 'Canary',
+    metadata: { name: 'web', namespace: ns },
+    spec: { targetRef: { kind: 'Deployment', name: 'web' }, service: { port: 80 } },
+    status,
+  });
+  const now = Date.parse('2026-12-02T12:00:00Z');
+
+  it('names each stage that has seen it: promoted, rolled back, progressing or waiting (and for what); the others are left out', () => {
+    const rows = changeRows(
+      [
+        base('staging', { phase: 'Succeeded', changeIdentity: 'images:aaa', lastPromotion: { revision: 'r1', images: 'aaa', at: '2026-12-02T11:00:00Z' } }),
+        base('prod', { phase: 'Waiting', changeIdentity: 'images:aaa', pendingRevision: 'r2', lastTransitionTime: '2026-12-02T11:59:00Z', conditions: [{ type: 'UpstreamReady', status: 'False', reason: 'Soaking', message: 'soaking until 12:30', lastTransitionTime: '2026-12-02T11:59:00Z' }] }),
+        base('qa', { phase: 'Failed', changeIdentity: 'images:aaa', lastFailure: { revision: 'r3', images: 'aaa', at: '2026-12-02T11:30:00Z' } }),
+        base('other', { phase: 'Succeeded', changeIdentity: 'images:bbb', lastPromotion: { revision: 'r9', images: 'bbb' } }),
+      ],
+      'images:aaa',
+      now,
+    );
+    assert.deepEqual(rows.map((r) => [r[0], r[3], r[4]]), [
+      ['NAMESPACE', 'STATE', 'SINCE'],
+      ['prod', 'waiting: soaking until 12:30', '60s'],
+      ['qa', 'rolled back', '30m'],
+      ['staging', 'promoted', '60m'],
+    ]);
+  });
+
+  it('a revision finds the stage that ran exactly that template', () => {
+    const rows = changeRows([base('staging', { phase: 'Succeeded', lastPromotion: { revision: 'r1', images: 'aaa' } })], 'r1', now);
+    assert.equal(rows[1]?.[3], 'promoted');
   });
 });
