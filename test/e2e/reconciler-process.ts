@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
-import { cliPath, clusterDir } from './cluster.js';
+import { cliPath, clusterDir as suiteClusterDir } from './cluster.js';
 import { waitFor } from './wait.js';
 import { freePort } from './webhook-process.js';
 
@@ -29,7 +29,10 @@ export async function startReconciler(opts: {
   leaseNamespace?: string;
   leaseDurationSeconds?: number;
   extraArgs?: string[];
+  /** Another local control plane's folder (its reconciler.kubeconfig); default the suite's. */
+  clusterDir?: string;
 }): Promise<RunningReconciler> {
+  const clusterDir = opts.clusterDir ?? suiteClusterDir;
   const port = await freePort();
   const identity = opts.identity ?? `rec-${opts.namespace}`;
   mkdirSync(path.join(clusterDir, 'logs'), { recursive: true });

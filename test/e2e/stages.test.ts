@@ -1,19 +1,20 @@
 // One change through stages on real control planes: `prod` starts a change
 // only once `staging` promoted the same change (by its images, whatever the
-// overlay changed), a rollback in `staging` blocks it, and an upstream in a
-// second local control plane is read through a kubeconfig Secret; while that
-// API server is down, the downstream stage waits.
+// overlay changed), a rollback in `staging` blocks it, and a change promoted
+// by canary-gate in a second local control plane is read through a
+// kubeconfig Secret before it starts here; while that API server is down,
+// the downstream stage waits.
 
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Canary } from '../../core/api/types.js';
-import { changeFacts } from '../../reconciler/decide/stages.js';
 import { cliPath, kubeconfigPath, kubectlOk, getObject as get, applyAsUser as apply, repoRoot, run } from './cluster.js';
 import { GateServer } from './gate-server.js';
 import { createNamespace, deleteNamespace } from './namespaces.js';
 import { deployment } from './objects.js';
 import { startReconciler, type RunningReconciler } from './reconciler-process.js';
+import { RECONCILER_USER, reconcilerRbacForUser, startWebhook, type RunningWebhook } from './webhook-process.js';
 import { waitFor } from './wait.js';
 
 type Deploy = { spec: { template: { spec: { containers: Array<{ image: string; env?: Array<{ name: string; value: string }> }> } } } };
@@ -114,8 +115,9 @@ describe('stages on real control planes', function () {
   });
 
   describe('another cluster', function () {
+    const dir = path.join(repoRoot, '.cluster-upstream');
     const env = {
-      CANARY_GATE_CLUSTER_DIR: path.join(repoRoot, '.cluster-upstream'),
+      CANARY_GATE_CLUSTER_DIR: dir,
       REAL_NODE: '0',
       ETCD_PORT: '33379',
       ETCD_PEER_PORT: '33380',
@@ -126,65 +128,79 @@ describe('stages on real control planes', function () {
       PROMETHEUS_PORT: '40090',
       DEMO_GATE_PORT: '40091',
     };
-    const remoteKubeconfig = path.join(env.CANARY_GATE_CLUSTER_DIR, 'kubeconfig');
-    const remote = (args: string[], input?: string) => run(path.join(env.CANARY_GATE_CLUSTER_DIR, 'bin', 'kubectl'), ['--kubeconfig', remoteKubeconfig, ...args], input === undefined ? {} : { input });
-    const up = () => run(path.join(repoRoot, 'test/cluster/up.sh'), [], { env: { ...process.env, ...env }, timeoutMs: 180_000 });
+    const remoteKubeconfig = path.join(dir, 'kubeconfig');
+    /** kubectl for the upstream control plane: rejects with its stderr. */
+    const remote = async (args: string[], opts: { input?: string } = {}): Promise<string> => {
+      const r = await run(path.join(dir, 'bin', 'kubectl'), ['--kubeconfig', remoteKubeconfig, ...args], opts);
+      if (r.code !== 0) throw new Error(`kubectl (upstream cluster) ${args.join(' ')} failed: ${r.stderr.trim()}`);
+      return r.stdout;
+    };
+    const remoteGet = async <T>(ns: string, kind: string, name: string): Promise<T | undefined> => {
+      const r = await run(path.join(dir, 'bin', 'kubectl'), ['--kubeconfig', remoteKubeconfig, '-n', ns, 'get', kind, name, '-o', 'json']);
+      return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;
+    };
+    const remoteApply = (ns: string, obj: unknown) => remote(['-n', ns, 'apply', '--server-side', '--force-conflicts', '--field-manager=gitops', '-f', '-'], { input: JSON.stringify(obj) });
     let prod: string;
     let reconciler: RunningReconciler;
+    let upstreamReconciler: RunningReconciler | undefined;
+    let upstreamWebhook: RunningWebhook | undefined;
 
     before(async function () {
-      const r = await up();
+      const r = await run(path.join(repoRoot, 'test/cluster/up.sh'), [], { env: { ...process.env, ...env }, timeoutMs: 180_000 });
       if (r.code !== 0) throw new Error(`the second control plane did not start: ${r.stderr.slice(-2000)}`);
-      const crds = await remote(['apply', '--server-side', '-k', path.join(repoRoot, 'deploy/crds')]);
-      if (crds.code !== 0) throw new Error(crds.stderr);
+      // canary-gate in the upstream cluster too: CRDs, the reconciler's roles, a webhook and a reconciler.
+      await remote(['apply', '--server-side', '--force-conflicts', '-k', path.join(repoRoot, 'deploy/crds')]);
       await remote(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '-l', 'app.kubernetes.io/part-of=canary-gate']);
+      await remote(['apply', '--server-side', '--force-conflicts', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: reconcilerRbacForUser(RECONCILER_USER) }) });
+      await remote(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'staging', labels: { 'canarygate.dev/e2e': 'true', 'canarygate.dev/enabled': 'true' } } }) });
+      upstreamWebhook = await startWebhook({ configName: 'canary-gate-upstream', logName: 'webhook-upstream', cluster: { dir, kubectl: remote } });
+      upstreamReconciler = await startReconciler({ namespace: 'staging', identity: 'upstream', clusterDir: dir });
       prod = await createNamespace('prod-remote');
       reconciler = await startReconciler({ namespace: prod });
     });
     after(async function () {
       await reconciler?.stop();
+      await upstreamReconciler?.stop();
+      await upstreamWebhook?.stop();
       if (prod) await deleteNamespace(prod);
       await run(path.join(repoRoot, 'test/cluster/down.sh'), [], { env: { ...process.env, ...env } });
     });
 
-    it('reads the upstream Canary through a kubeconfig Secret; while that API server is down the stage waits, then goes on', async function () {
-      // The upstream cluster's Canary, its status written as that cluster's reconciler would after promoting web:5.
-      await remote(['create', 'namespace', 'staging']);
-      const body = canary('web', {});
-      const created = await remote(['-n', 'staging', 'apply', '-f', '-'], JSON.stringify(body));
-      assert.equal(created.code, 0, created.stderr);
-      const template = staged('web', '5', 'staging').spec.template;
-      const facts = changeFacts('upstream-rev', template);
-      const status = { status: { phase: 'Succeeded', lastPromotedRevision: 'upstream-rev', lastPromotion: { ...facts, at: new Date(Date.now() - 60_000).toISOString() } } };
-      const patched = await remote(['-n', 'staging', 'patch', 'canary', 'web', '--subresource=status', '--type=merge', '-p', JSON.stringify(status)]);
-      assert.equal(patched.code, 0, patched.stderr);
-
+    it('walks a change from a staging cluster to this one, through a kubeconfig Secret; while that API server is down the stage waits', async function () {
+      const analysis = { interval: '1s', stepWeight: 50, maxWeight: 50 };
+      await remoteApply('staging', canary('web', { analysis }));
+      await remoteApply('staging', staged('web', '4', 'staging'));
       const kubeconfig = await readFile(remoteKubeconfig, 'utf8');
       await kubectlOk(['-n', prod, 'create', 'secret', 'generic', 'staging-cluster', `--from-literal=kubeconfig=${kubeconfig}`]);
-      await apply(prod, canary('web', { analysis: { interval: '1s', stepWeight: 50, maxWeight: 50 }, promotion: { after: [{ namespace: 'staging', name: 'web', soak: '10s', kubeconfigSecretRef: { name: 'staging-cluster', key: 'kubeconfig' } }] } }));
+      await apply(prod, canary('web', { analysis, promotion: { after: [{ namespace: 'staging', name: 'web', soak: '5s', kubeconfigSecretRef: { name: 'staging-cluster', key: 'kubeconfig' } }] } }));
       await apply(prod, staged('web', '4', 'prod'));
-      await waitFor('Initialized', async () => (await get<Canary>(prod, 'canary', 'web'))?.status?.phase === 'Initialized', { namespace: prod, timeoutMs: 60_000 });
+      await waitFor('staging Initialized (upstream cluster)', async () => (await remoteGet<Canary>('staging', 'canary', 'web'))?.status?.phase === 'Initialized', { namespace: prod, timeoutMs: 60_000 });
+      await waitFor('prod Initialized', async () => (await get<Canary>(prod, 'canary', 'web'))?.status?.phase === 'Initialized', { namespace: prod, timeoutMs: 60_000 });
 
-      // The API server of the upstream cluster goes away before the change arrives.
-      await run(path.join(repoRoot, 'test/cluster/down.sh'), [], { env: { ...process.env, ...env } });
       await apply(prod, staged('web', '5', 'prod'));
+      await waitFor('prod waiting for the other cluster', async () => upstreamReady(await get<Canary>(prod, 'canary', 'web'))?.reason === 'UpstreamPending', { namespace: prod, timeoutMs: 30_000 });
+      await remoteApply('staging', staged('web', '5', 'staging'));
+      await waitFor('staging promoted web:5 in its cluster', async () => image(await remoteGet<Deploy>('staging', 'deployment', 'web')) === 'example.test/web:5', { namespace: prod, timeoutMs: 90_000 });
+      await waitFor('prod promoted web:5', async () => image(await get<Deploy>(prod, 'deployment', 'web')) === 'example.test/web:5', { namespace: prod, timeoutMs: 90_000 });
+      const upstream = (await remoteGet<Canary>('staging', 'canary', 'web'))?.status?.lastPromotion;
+      const started = Date.parse((await get<Canary>(prod, 'canary', 'web'))?.status?.progressStartedAt ?? '');
+      assert.ok(started >= Date.parse(upstream?.at ?? '') + 5000, `prod started after staging promoted, and the 5 s soak (${upstream?.at} -> ${new Date(started).toISOString()})`);
+
+      // The upstream cluster's API server goes away; the next change waits instead of guessing.
+      await upstreamReconciler?.stop();
+      await upstreamWebhook?.stop();
+      upstreamReconciler = undefined;
+      upstreamWebhook = undefined;
+      await run(path.join(repoRoot, 'test/cluster/down.sh'), [], { env: { ...process.env, ...env } });
+      await sync(prod, staged('web', '6', 'prod'));
       const unreachable = await waitFor('UpstreamUnreachable', async () => {
         const c = await get<Canary>(prod, 'canary', 'web');
         return upstreamReady(c)?.reason === 'UpstreamUnreachable' ? c : undefined;
       }, { namespace: prod, timeoutMs: 60_000 });
       assert.match(upstreamReady(unreachable)?.message ?? '', /cannot read upstream Canary staging\/web \(cluster of Secret/);
       await new Promise((r) => setTimeout(r, 3000));
-      assert.equal(image(await get<Deploy>(prod, 'deployment', 'web')), 'example.test/web:4', 'nothing proceeds on missing information');
-
-      // It comes back (etcd's data is gone with it: the upstream Canary is written again), and the stage goes on.
-      const back = await up();
-      assert.equal(back.code, 0, back.stderr.slice(-2000));
-      await remote(['apply', '--server-side', '-k', path.join(repoRoot, 'deploy/crds')]);
-      await remote(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '-l', 'app.kubernetes.io/part-of=canary-gate']);
-      await remote(['create', 'namespace', 'staging']);
-      await remote(['-n', 'staging', 'apply', '-f', '-'], JSON.stringify(body));
-      await remote(['-n', 'staging', 'patch', 'canary', 'web', '--subresource=status', '--type=merge', '-p', JSON.stringify(status)]);
-      await waitFor('prod promoted web:5', async () => image(await get<Deploy>(prod, 'deployment', 'web')) === 'example.test/web:5', { namespace: prod, timeoutMs: 120_000 });
+      assert.equal(image(await get<Deploy>(prod, 'deployment', 'web')), 'example.test/web:5', 'nothing proceeds on missing information');
+      assert.equal((await get<Canary>(prod, 'canary', 'web'))?.status?.phase, 'Waiting');
     });
   });
 });

@@ -9,7 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { generateCertificates } from '../../certs/generate.js';
 import { reconcilerClusterRole, reconcilerLeaderElectionRole, SYSTEM_NAMESPACE, webhookConfiguration } from '../../deploy/manifests.js';
-import { cliPath, clusterDir, kubectlOk } from './cluster.js';
+import { cliPath, clusterDir as suiteClusterDir, kubectlOk as suiteKubectlOk } from './cluster.js';
 import { waitFor } from './wait.js';
 
 /** The identity the tests (and the local demo) use for the reconciler. */
@@ -45,9 +45,13 @@ export async function startWebhook(
     logName?: string;
     /** Extra namespaceSelector expressions, so two local webhooks never handle the same namespace. */
     namespaceExpressions?: { key: string; operator: string; values?: string[] }[];
+    /** Another local control plane to register with: its folder and a kubectl for it (default: the suite's). */
+    cluster?: { dir: string; kubectl: (args: string[], opts?: { input?: string }) => Promise<string> };
   } = {},
 ): Promise<RunningWebhook> {
   const configName = opts.configName ?? 'canary-gate';
+  const clusterDir = opts.cluster?.dir ?? suiteClusterDir;
+  const kubectlOk = opts.cluster?.kubectl ?? suiteKubectlOk;
   const tlsDir = path.join(clusterDir, `webhook-tls-${configName}`);
   mkdirSync(tlsDir, { recursive: true });
   mkdirSync(path.join(clusterDir, 'logs'), { recursive: true });
