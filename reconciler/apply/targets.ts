@@ -7,6 +7,13 @@ import type { TargetKind } from '../../core/targets/index.js';
 
 type Obj = k8s.V1Deployment | k8s.V1Service;
 
+/**
+ * The field manager of the reconciler's writes to targets and copies, so
+ * that managedFields (and a server-side apply that conflicts after a
+ * promotion) name canary-gate rather than the HTTP library.
+ */
+const FIELD_MANAGER = 'canary-gate';
+
 export interface TargetClients {
   apps: k8s.AppsV1Api;
   core: k8s.CoreV1Api;
@@ -22,16 +29,16 @@ export interface TargetClient {
 
 const CLIENTS: Record<TargetKind['kind'], (api: TargetClients) => TargetClient> = {
   Deployment: ({ apps }) => ({
-    patch: (name, namespace, body, options) => apps.patchNamespacedDeployment({ name, namespace, body }, options),
-    create: (namespace, body) => apps.createNamespacedDeployment({ namespace, body: body as k8s.V1Deployment }),
-    replace: (name, namespace, body) => apps.replaceNamespacedDeployment({ name, namespace, body: body as k8s.V1Deployment }),
+    patch: (name, namespace, body, options) => apps.patchNamespacedDeployment({ name, namespace, body, fieldManager: FIELD_MANAGER }, options),
+    create: (namespace, body) => apps.createNamespacedDeployment({ namespace, body: body as k8s.V1Deployment, fieldManager: FIELD_MANAGER }),
+    replace: (name, namespace, body) => apps.replaceNamespacedDeployment({ name, namespace, body: body as k8s.V1Deployment, fieldManager: FIELD_MANAGER }),
     delete: (name, namespace, { preconditions, propagationPolicy }) =>
       apps.deleteNamespacedDeployment({ name, namespace, ...(propagationPolicy ? { propagationPolicy } : {}), ...(preconditions ? { body: { preconditions } } : {}) }),
   }),
   Service: ({ core }) => ({
-    patch: (name, namespace, body, options) => core.patchNamespacedService({ name, namespace, body }, options),
-    create: (namespace, body) => core.createNamespacedService({ namespace, body: body as k8s.V1Service }),
-    replace: (name, namespace, body) => core.replaceNamespacedService({ name, namespace, body: body as k8s.V1Service }),
+    patch: (name, namespace, body, options) => core.patchNamespacedService({ name, namespace, body, fieldManager: FIELD_MANAGER }, options),
+    create: (namespace, body) => core.createNamespacedService({ namespace, body: body as k8s.V1Service, fieldManager: FIELD_MANAGER }),
+    replace: (name, namespace, body) => core.replaceNamespacedService({ name, namespace, body: body as k8s.V1Service, fieldManager: FIELD_MANAGER }),
     delete: (name, namespace, { preconditions, propagationPolicy }) =>
       core.deleteNamespacedService({ name, namespace, ...(propagationPolicy ? { propagationPolicy } : {}), ...(preconditions ? { body: { preconditions } } : {}) }),
   }),
