@@ -199,6 +199,9 @@ describe('real errors on the real node (podinfo --random-error)', function () {
     }, { namespace: ns, timeoutMs: 120_000 });
     const ip = await clusterIP(ns, name);
     await waitFor('2 ready endpoints', async () => (await readyEndpoints(ns, name)).length === 2, { namespace: ns, timeoutMs: 30_000 });
+    // kube-proxy programs the endpoints up to a second after they are ready (until then the
+    // Service rejects connections): wait until it routes them before counting anything.
+    await waitFor('kube-proxy to route the Service to the Pods', async () => failures(await burst(ip, 8)).length === 0, { namespace: ns, timeoutMs: 30_000 });
 
     const prober = new Prober(ip, { rate: 40, concurrency: 4, maxMs: 240_000 }).start();
     const started = Date.now();
