@@ -90,6 +90,8 @@ describe('stages on real control planes', function () {
       const upstream = (await get<Canary>(staging, 'canary', 'web'))?.status;
       assert.equal(`images:${upstream?.lastPromotion?.images}`, waiting.status?.changeIdentity, 'the overlays differ, the images are the same change');
       await waitFor('prod promoted', async () => image(await get<Deploy>(prod, 'deployment', 'web')) === 'example.test/web:2', { namespace: prod, timeoutMs: 90_000 });
+      // The template is written first; the run ends (Succeeded) once the primary has rolled it out.
+      await waitFor('prod Succeeded', async () => (await get<Canary>(prod, 'canary', 'web'))?.status?.phase === 'Succeeded', { namespace: prod, timeoutMs: 90_000 });
       const p = await get<Canary>(prod, 'canary', 'web');
       assert.ok(Date.parse(p?.status?.progressStartedAt ?? '') >= Date.parse(upstream?.lastPromotion?.at ?? ''), 'prod started after staging promoted');
       assert.equal(upstreamReady(p)?.status, 'True');
