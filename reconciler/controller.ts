@@ -366,7 +366,9 @@ export class Reconciler {
     observed.hasUpstream = true;
     const pending = observed.changes?.pending;
     const phase = observed.status.phase ?? 'Initializing';
-    if (!pending || !['Initialized', 'Succeeded', 'Failed', 'Waiting'].includes(phase)) return;
+    if (!pending || phase === 'Initializing' || phase === 'Terminating') return;
+    // A run already started goes on whatever happens upstream; a newer change replacing it is judged like any other.
+    if (['Progressing', 'WaitingPromotion', 'Promoting'].includes(phase) && observed.status.pendingRevision === pending.revision) return;
     const views = await this.upstream.views(canary);
     const block = upstreamBlock(canary.spec.promotion.identity, pending, views, observed.now);
     if (block) observed.upstream = block;

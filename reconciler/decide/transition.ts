@@ -363,6 +363,10 @@ class Machine {
   }
 
   private waiting(results?: CheckResult[]): void {
+    // Nothing runs while a change waits: after a crash between the status
+    // write and its effects, this finishes stopping a run it replaced.
+    if (this.obs.routedWeight > 0 || (this.obs.routedMirror ?? 0) > 0) this.effects.push({ type: 'set-weight', weight: 0, revision: this.status.pendingRevision ?? '' });
+    if (this.obs.copy.exists && this.obs.copy.replicas > 0) this.effects.push({ type: 'scale-canary-to-zero' });
     const pending = this.obs.target.pendingRevision;
     if (!pending) return this.cancel();
     if (this.obs.commands.abort === pending) {
@@ -387,6 +391,7 @@ class Machine {
       return this.cancel();
     }
     if (pending !== revision) {
+      if (this.replacedByWaitingChange(revision, pending)) return;
       this.event('Normal', EventReason.Restarted, `revision ${pending} replaces ${revision}; analysis restarts from zero weight`, pending);
       return this.start(pending, results);
     }
@@ -529,6 +534,7 @@ class Machine {
       if (target.pendingRevision !== revision) {
         // The change was withdrawn or replaced before the promotion write landed.
         if (!target.pendingRevision) return this.cancel();
+        if (this.replacedByWaitingChange(revision, target.pendingRevision)) return;
         return this.start(target.pendingRevision, results);
       }
       this.effects.push({ type: 'promote-target', revision });
@@ -654,6 +660,19 @@ class Machine {
     if (pending?.revision === revision) return pending;
     if (live?.revision === revision) return live;
     return { revision };
+  }
+
+  /**
+   * A newer change replaced the one running, and an upstream stage has not
+   * promoted the newer one: the run stops (traffic back to the primary, the
+   * copy to zero) and the newer change waits like any other.
+   */
+  private replacedByWaitingChange(running: string, pending: string): boolean {
+    if (!this.obs.hasUpstream || !this.obs.upstream) return false;
+    this.effects.push({ type: 'set-weight', weight: 0, revision: running }, { type: 'scale-canary-to-zero' });
+    this.status.canaryWeight = 0;
+    this.event('Normal', EventReason.Restarted, `revision ${pending} replaces ${running}, which stops; ${pending} waits for its upstream stages`, pending);
+    return this.waitsForUpstream(pending);
   }
 
   /**

@@ -1463,6 +1463,18 @@ describe('transition(): stages (spec.promotion.after)', () => {
     assert.equal(failed.status.lastFailure?.images, 'abc123abc123');
   });
 
+  it('a newer change replacing a running one waits for its upstream stages: the run stops, traffic back to the primary', () => {
+    const obs = progressing({ status: { canaryWeight: 30 }, target: { pendingRevision: NEWER } });
+    Object.assign(obs, { hasUpstream: true, upstream: waitingFor, changes: { pending: { revision: NEWER, images: 'def456def456' } } });
+    const t = transition(obs);
+    assert.equal(t.status.phase, 'Waiting');
+    assert.equal(t.status.pendingRevision, NEWER);
+    assert.equal(t.status.canaryWeight, 0);
+    assert.ok(t.effects.some((e) => e.type === 'set-weight' && e.weight === 0));
+    assert.ok(t.effects.some((e) => e.type === 'scale-canary-to-zero'));
+    assert.ok(!t.effects.some((e) => e.type === 'ensure-canary-copy' && e.revision === NEWER), 'the newer change is not run');
+  });
+
   it('without upstream stages nothing about them is written', () => {
     const t = transition(observed({ target: { pendingRevision: NEXT } }));
     assert.equal(upstreamCondition(t), undefined);
