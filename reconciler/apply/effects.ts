@@ -14,6 +14,7 @@ import type { Effect } from '../decide/transition.js';
 import { buildCopy, copyChange, forReplace, ownedBy } from './copy.js';
 import { targetClient, type TargetClients } from './targets.js';
 import { splitFor } from '../routers/split.js';
+import { NameTakenError } from '../routers/owned.js';
 
 export interface EffectClients extends TargetClients {
   custom: k8s.CustomObjectsApi;
@@ -113,7 +114,15 @@ export async function applyEffect(effect: Effect, ctx: SyncContext, hooks: Effec
       if (!ctx.live) return; // nothing left to route to
       hooks.assertLeader();
       // The router writes only when the split in force differs.
-      return ctx.router.setWeight(ctx, splitFor(canary, { weight: effect.weight, revision: effect.revision, ...(effect.mirror ? { mirror: effect.mirror } : {}), intervalMs: ctx.observed.analysis.intervalMs }));
+      try {
+        return await ctx.router.setWeight(ctx, splitFor(canary, { weight: effect.weight, revision: effect.revision, ...(effect.mirror ? { mirror: effect.mirror } : {}), intervalMs: ctx.observed.analysis.intervalMs }));
+      } catch (err) {
+        // A Canary being deleted may already have handed its route back (a
+        // sync retried after the hand-back): nothing of its own routes
+        // traffic any more, so there is nothing to set.
+        if (canary.metadata.deletionTimestamp && err instanceof NameTakenError) return;
+        throw err;
+      }
     case 'ensure-canary-copy':
       return ensureCopy(effect, ctx, api, write);
     case 'scale-canary-to-zero': {

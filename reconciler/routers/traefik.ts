@@ -40,9 +40,8 @@ import type { Canary } from '../../core/api/types.js';
 import { canonicalJson } from '../../core/revision.js';
 import { CANARY_SUFFIX, MANAGED_BY, MANAGED_BY_LABEL, PRIMARY_SUFFIX } from '../../core/contract.js';
 import { ROUTER_RESOURCES, type RouterResource } from '../../core/providers.js';
-import { apexServiceName, buildRouterService, ownedBy, renameSelectorLabels, routerServicePorts, selectorKeys, withCanaryOwner } from '../apply/copy.js';
+import { apexServiceName, ownedBy, renameSelectorLabels, selectorKeys, withCanaryOwner } from '../apply/copy.js';
 import type { ObjectCache } from '../observe/caches.js';
-import { buildCanaryRouterService, primarySelector } from './kubernetes.js';
 import { OwnedObjects, assertOurs, conflictOf, notOurs, customObjectApi } from './owned.js';
 import type { Router, RouterContext, RouterTraits, Split, Weights } from './router.js';
 import { RouterServices, sizedLikePrimary } from './services.js';
@@ -316,7 +315,7 @@ export class TraefikRouter implements Router {
   }
 
   async reconcile(ctx: RouterContext): Promise<void> {
-    await this.ensureServices(ctx);
+    await this.services.ensurePair(ctx);
     const plan = traefikPlan(ctx);
     await this.write(ctx, plan, (cur) => desiredTraefikService(cur, plan, ctx.canary));
   }
@@ -327,7 +326,7 @@ export class TraefikRouter implements Router {
     // Every sync of a progressing run asks again: nothing to do when it is in force.
     const cached = this.store.cached(plan.namespace, plan.name);
     if (cached && !notOurs(cached, ctx.canary) && !traefikServiceDiffers(cached, desiredTraefikService(cached, plan, ctx.canary, want))) return;
-    await this.ensureServices(ctx);
+    await this.services.ensurePair(ctx);
     await this.write(ctx, plan, (cur) => desiredTraefikService(cur, plan, ctx.canary, want));
   }
 
@@ -350,30 +349,10 @@ export class TraefikRouter implements Router {
         await this.store.remove(plan.namespace, plan.name, current);
       }
     }
-    if (ctx.canary.spec.targetRef.kind === 'Deployment') {
-      await this.services.remove(ctx.namespace, plan.canary, ctx.canary);
-      await this.services.remove(ctx.namespace, plan.primary, ctx.canary);
-    }
+    await this.services.removePair(ctx);
   }
 
   // ---------------------------------------------------------------- internals
-
-  private async ensureServices(ctx: RouterContext): Promise<void> {
-    if (ctx.canary.spec.targetRef.kind !== 'Deployment') return;
-    const plan = traefikPlan(ctx);
-    await this.services.ensure(
-      buildRouterService({
-        name: plan.primary,
-        namespace: ctx.namespace,
-        selector: primarySelector(ctx),
-        ports: routerServicePorts(ctx.canary.spec.service, ctx.service),
-        canary: ctx.canary,
-        ...(ctx.canary.spec.service?.primary ? { overrides: ctx.canary.spec.service.primary } : {}),
-      }),
-      ctx.canary,
-    );
-    await this.services.ensure(buildCanaryRouterService(ctx), ctx.canary);
-  }
 
   /** Read, compute, write only on a difference; an object canary-gate did not create is refused. */
   private async write(ctx: RouterContext, plan: TraefikPlan, compute: (current: TraefikService | undefined) => TraefikService | undefined): Promise<TraefikService | undefined> {
@@ -381,6 +360,10 @@ export class TraefikRouter implements Router {
       plan.namespace,
       plan.name,
       (current) => {
+        // A Canary being deleted never takes back what it handed back (its
+        // ownerReference would make the garbage collector delete the
+        // TraefikService the user's IngressRoute uses, once the Canary is gone).
+        if (ctx.canary.metadata.deletionTimestamp && (!current || !ownedBy(current, ctx.canary))) return undefined;
         const desired = compute(current);
         return desired && traefikServiceDiffers(current, desired) ? desired : undefined;
       },

@@ -401,6 +401,21 @@ describe('traefik router against an in-memory API', () => {
     assert.deepEqual(api.objects.get('web')?.spec.weighted?.services?.map((s) => s.name), ['web-primary']);
   });
 
+  it('a Canary being deleted never takes back the TraefikService it handed back (the garbage collector would delete it)', async () => {
+    const api = new FakeApi();
+    const r = router(api, false);
+    await r.reconcile(ctx());
+    await r.finalize(ctx());
+    const deleting = canary();
+    deleting.metadata.deletionTimestamp = new Date() as never;
+    const n = api.writes();
+    // What a sync of the terminating Canary asks again: traffic to the primary, the router removed.
+    await r.setWeight(ctx(deleting), { weight: 0 });
+    await r.finalize(ctx(deleting));
+    assert.deepEqual(api.verbs().slice(n).filter((v) => v.includes('ts/')), [], 'no write to the handed-back TraefikService');
+    assert.equal(api.objects.get('web')?.metadata.ownerReferences, undefined);
+  });
+
   it('never touches a TraefikService of that name that canary-gate did not create, and says so in conflicts()', async () => {
     const api = new FakeApi();
     const theirs: TraefikService = {
