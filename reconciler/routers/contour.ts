@@ -41,8 +41,9 @@ import type { ObjectCache } from '../observe/caches.js';
 import { gatewayDuration } from './gatewayapi.js';
 import { isTrafficShifting } from './kubernetes.js';
 
-import { OwnedObjects, assertOurs, conflictOf, customObjectApi } from './owned.js';
+import { OwnedObjects, assertOurs, conflictOf, customObjectApi, dropOwnership } from './owned.js';
 import type { Router, RouterContext, RouterTraits, Split, Weights } from './router.js';
+import { escapeRegex } from './split.js';
 import { RouterServices, renamedCanaryPodLabels, sizedLikePrimary } from './services.js';
 
 export const HTTPPROXY_RESOURCE: RouterResource = { group: 'projectcontour.io', version: 'v1', plural: 'httpproxies', kind: 'HTTPProxy' };
@@ -158,9 +159,6 @@ export function proxyPlan(ctx: RouterContext): ProxyPlan {
   };
 }
 
-function escapeRegex(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
 
 function headerCondition(name: string, m: StringMatch): HeaderCondition {
   if (m.exact !== undefined) return { name, exact: m.exact };
@@ -282,13 +280,7 @@ function withOwner(existing: k8s.V1OwnerReference[] | undefined, canary: Canary)
 export function handedBack(existing: HTTPProxy, plan: ProxyPlan, apex: string, canary: Canary): HTTPProxy {
   const out = editable(existing);
   out.spec.routes = [{ conditions: [{ prefix: '/' }], services: [{ name: apex, port: plan.port, weight: 100 }], ...structuredClone(plan.policies) }];
-  const owners = (out.metadata.ownerReferences ?? []).filter((o) => o.uid !== canary.metadata.uid);
-  if (owners.length) out.metadata.ownerReferences = owners;
-  else delete out.metadata.ownerReferences;
-  if (out.metadata.labels?.[MANAGED_BY_LABEL] === MANAGED_BY) {
-    const { [MANAGED_BY_LABEL]: _m, ...labels } = out.metadata.labels;
-    out.metadata.labels = labels;
-  }
+  dropOwnership(out.metadata, canary);
   return out;
 }
 

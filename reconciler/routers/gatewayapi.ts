@@ -28,11 +28,11 @@ import { parseDuration } from '../decide/analysis-config.js';
 import type { HttpRoute, ObjectCache } from '../observe/caches.js';
 import { apexServiceName, canaryOwnerReference, ownedBy } from '../apply/copy.js';
 import { isTrafficShifting } from './kubernetes.js';
-import { NameTakenError, OwnedObjects, customObjectApi } from './owned.js';
+import { NameTakenError, OwnedObjects, customObjectApi, controlledByAnotherCanary, dropOwnership } from './owned.js';
 import type { RouterResource } from '../../core/providers.js';
 import { RouterServices, renamedCanaryPodLabels, sizedLikePrimary } from './services.js';
 import type { Router, RouterContext, RouterTraits, Split, StickyCookie, Weights } from './router.js';
-import { cookieHeaderRegex, setCookieValue } from './split.js';
+import { cookieHeaderRegex, setCookieValue, escapeRegex } from './split.js';
 import { CANARY_SUFFIX, MANAGED_BY, MANAGED_BY_LABEL, PRIMARY_SUFFIX } from '../../core/contract.js';
 
 export const GATEWAY_GROUP = 'gateway.networking.k8s.io';
@@ -207,9 +207,6 @@ export function gatewayDuration(ms: number): string {
   return parts.join('');
 }
 
-function escapeRegex(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
 
 function stringMatch(m: StringMatch, what: string): RouteStringMatch {
   if (m.exact !== undefined) return { type: 'Exact', value: m.exact };
@@ -495,14 +492,7 @@ export function foreignRules(route: HTTPRoute | undefined): RouteRule[] {
 /** The route without canary-gate's ownership (ownerReference, managed-by label): it now holds the user's rules. */
 export function disowned(route: HTTPRoute, canary: Canary): HTTPRoute {
   const out = editable(route);
-  const uid = canary.metadata.uid;
-  const owners = (out.metadata.ownerReferences ?? []).filter((o) => o.uid !== uid);
-  if (owners.length) out.metadata.ownerReferences = owners;
-  else delete out.metadata.ownerReferences;
-  if (out.metadata.labels?.[MANAGED_BY_LABEL] === MANAGED_BY) {
-    const { [MANAGED_BY_LABEL]: _managed, ...labels } = out.metadata.labels;
-    out.metadata.labels = labels;
-  }
+  dropOwnership(out.metadata, canary);
   return out;
 }
 
@@ -586,7 +576,7 @@ export class GatewayApiRouter implements Router {
     const plan = routePlan(ctx);
     const route = this.cached(plan.namespace, plan.name);
     // The route itself may be the user's (canary-gate adds its rules to it); another Canary's is not to be shared.
-    if (route && this.foreignCanary(route, ctx.canary)) {
+    if (route && controlledByAnotherCanary(route, ctx.canary)) {
       out.push(`HTTPRoute ${plan.namespace}/${plan.name} exists and belongs to another Canary; canary-gate leaves it alone: two Canaries cannot share a route: set spec.service.name of Canary ${ctx.canary.metadata.name}`);
     }
     return out;
@@ -619,7 +609,7 @@ export class GatewayApiRouter implements Router {
   async finalize(ctx: RouterContext): Promise<void> {
     const plan = routePlan(ctx);
     const route = await this.read(plan.namespace, plan.name);
-    if (route && !this.foreignCanary(route, ctx.canary)) {
+    if (route && !controlledByAnotherCanary(route, ctx.canary)) {
       const involved = (r: HTTPRoute | undefined): r is HTTPRoute => !!r && (ownedBy(r, ctx.canary) || (r.spec?.rules ?? []).some(isOurRule));
       // 1. Everything to the primary, in our rules as they are (a route
       //    without our rules is not touched).
@@ -646,12 +636,6 @@ export class GatewayApiRouter implements Router {
   }
 
   // ---------------------------------------------------------------- internals
-
-  /** A route controlled by another Canary: never touched. */
-  private foreignCanary(route: HTTPRoute, canary: Canary): boolean {
-    const controller = (route.metadata.ownerReferences ?? []).find((o) => o.controller);
-    return !!controller && controller.kind === 'Canary' && controller.uid !== canary.metadata.uid && controller.name !== canary.metadata.name;
-  }
 
   private cached(ns: string, name: string): HTTPRoute | undefined {
     return this.routes.cached(ns, name);
@@ -683,7 +667,7 @@ export class GatewayApiRouter implements Router {
       },
       {
         check: (current) => {
-          if (this.foreignCanary(current, ctx.canary)) {
+          if (controlledByAnotherCanary(current, ctx.canary)) {
             throw new NameTakenError('HTTPRoute', ns, name, 'belongs to another Canary', `two Canaries cannot share a route: set spec.service.name of Canary ${ctx.canary.metadata.name}`);
           }
         },

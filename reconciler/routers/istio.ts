@@ -38,10 +38,10 @@ import { parseDuration } from '../decide/analysis-config.js';
 import type { ObjectCache } from '../observe/caches.js';
 import { apexServiceName, canaryOwnerReference, ownedBy } from '../apply/copy.js';
 import { isTrafficShifting } from './kubernetes.js';
-import { NameTakenError, OwnedObjects, assertOurs, conflictOf, notOurs, customObjectApi } from './owned.js';
+import { NameTakenError, OwnedObjects, assertOurs, conflictOf, notOurs, customObjectApi, controlledByAnotherCanary, dropOwnership } from './owned.js';
 import { RouterServices, renamedCanaryPodLabels, sizedLikePrimary } from './services.js';
 import type { Router, RouterContext, RouterTraits, Split, StickyCookie, Weights } from './router.js';
-import { cookieHeaderRegex, setCookieValue } from './split.js';
+import { cookieHeaderRegex, setCookieValue, escapeRegex } from './split.js';
 
 export const ISTIO_GROUP = 'networking.istio.io';
 export const ISTIO_VERSION = 'v1';
@@ -190,9 +190,6 @@ export function istioDuration(ms: number): string {
   return `${Math.max(0, Math.round(ms)) / 1000}s`;
 }
 
-function escapeRegex(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
 
 /** A canary-gate StringMatch as Istio's (which has no suffix: a full-match regex does it). */
 export function istioStringMatch(m: StringMatch, what: string): IstioStringMatch {
@@ -516,13 +513,7 @@ export function foreignRoutes(vs: VirtualService | undefined): unknown[] {
 /** The object without canary-gate's ownership (ownerReference, managed-by label): it now holds only the user's parts. */
 export function disowned<T extends { metadata: k8s.V1ObjectMeta; status?: unknown }>(obj: T, canary: Canary): T {
   const out = editable(obj);
-  const owners = (out.metadata.ownerReferences ?? []).filter((o) => o.uid !== canary.metadata.uid);
-  if (owners.length) out.metadata.ownerReferences = owners;
-  else delete out.metadata.ownerReferences;
-  if (out.metadata.labels?.[MANAGED_BY_LABEL] === MANAGED_BY) {
-    const { [MANAGED_BY_LABEL]: _managed, ...labels } = out.metadata.labels;
-    out.metadata.labels = labels;
-  }
+  dropOwnership(out.metadata, canary);
   return out;
 }
 
@@ -631,7 +622,7 @@ export class IstioRouter implements Router {
     }
     const vs = this.virtualServices.cached(plan.namespace, plan.name);
     // The VirtualService itself may be the user's (canary-gate adds its routes to it); another Canary's is not to be shared.
-    if (vs && foreignCanary(vs, ctx.canary)) out.push(sharedVirtualService(plan, ctx.canary).message);
+    if (vs && controlledByAnotherCanary(vs, ctx.canary)) out.push(sharedVirtualService(plan, ctx.canary).message);
     return out;
   }
 
@@ -663,7 +654,7 @@ export class IstioRouter implements Router {
   async finalize(ctx: RouterContext): Promise<void> {
     const plan = istioPlan(ctx);
     const vs = await this.virtualServices.read(plan.namespace, plan.name);
-    if (vs && !foreignCanary(vs, ctx.canary)) {
+    if (vs && !controlledByAnotherCanary(vs, ctx.canary)) {
       const involved = (v: VirtualService | undefined): v is VirtualService => !!v && (ownedBy(v, ctx.canary) || (v.spec?.http ?? []).some(isOurRoute));
       // 1. Everything to the primary, no mirror, no sticky routes (a VirtualService without our routes is not touched).
       const current = await this.writeVirtualService(ctx, plan, (cur) => (cur && (cur.spec?.http ?? []).some(isOurRoute) ? desiredVirtualService(cur, plan, 0, null, { mirror: 0 }) : undefined));
@@ -748,17 +739,11 @@ export class IstioRouter implements Router {
       },
       {
         check: (current) => {
-          if (foreignCanary(current, ctx.canary)) throw sharedVirtualService(plan, ctx.canary);
+          if (controlledByAnotherCanary(current, ctx.canary)) throw sharedVirtualService(plan, ctx.canary);
         },
       },
     );
   }
-}
-
-/** A VirtualService controlled by another Canary: never touched. */
-function foreignCanary(vs: VirtualService, canary: Canary): boolean {
-  const controller = (vs.metadata.ownerReferences ?? []).find((o) => o.controller);
-  return !!controller && controller.kind === 'Canary' && controller.uid !== canary.metadata.uid && controller.name !== canary.metadata.name;
 }
 
 function sharedVirtualService(plan: IstioPlan, canary: Canary): NameTakenError {

@@ -48,6 +48,7 @@ import type { ObjectCache } from '../observe/caches.js';
 import { isTrafficShifting } from './kubernetes.js';
 import { OwnedObjects, assertOurs, conflictOf, customObjectApi } from './owned.js';
 import type { Router, RouterContext, RouterTraits, Split, Weights } from './router.js';
+import { escapeRegex } from './split.js';
 import { RouterServices, renamedCanaryPodLabels, sizedLikePrimary } from './services.js';
 
 export const INGRESS_RESOURCE: RouterResource = { group: 'networking.k8s.io', version: 'v1', plural: 'ingresses', kind: 'Ingress' };
@@ -110,9 +111,6 @@ function canaryBackendService(ctx: RouterContext): { apex: string; canary: strin
   return { apex, canary: `${apex}${CANARY_SUFFIX}` };
 }
 
-function escapeRegex(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
 
 function headerRule(name: string, m: StringMatch): Record<string, string> {
   if (m.exact !== undefined) return { [BY_HEADER]: name, [BY_HEADER_VALUE]: m.exact };

@@ -8,6 +8,7 @@
 import type * as k8s from '@kubernetes/client-node';
 import type { Canary } from '../../core/api/types.js';
 import { statusCode } from '../../core/api/client.js';
+import { MANAGED_BY, MANAGED_BY_LABEL } from '../../core/contract.js';
 import type { ObjectCache } from '../observe/caches.js';
 import type { RouterResource } from '../../core/providers.js';
 import { createdByCanaryGate, ownedBy } from '../apply/copy.js';
@@ -201,4 +202,25 @@ export class OwnedObjects<T extends Owned> {
   private forget(ns: string, name: string, current: T): void {
     this.written.set(this.key(ns, name), { deletedUid: current.metadata?.uid ?? '' });
   }
+}
+
+/**
+ * Removes the Canary's ownership from a copy of an object canary-gate hands
+ * back (its ownerReference and the managed-by label): the garbage collector
+ * then spares it and canary-gate treats it as the user's. Mutates `meta`.
+ */
+export function dropOwnership(meta: k8s.V1ObjectMeta, canary: Canary): void {
+  const owners = (meta.ownerReferences ?? []).filter((o) => o.uid !== canary.metadata.uid);
+  if (owners.length) meta.ownerReferences = owners;
+  else delete meta.ownerReferences;
+  if (meta.labels?.[MANAGED_BY_LABEL] === MANAGED_BY) {
+    const { [MANAGED_BY_LABEL]: _managed, ...labels } = meta.labels;
+    meta.labels = labels;
+  }
+}
+
+/** Whether another Canary controls the object (two Canaries never share a route): it is never touched. */
+export function controlledByAnotherCanary(obj: Owned, canary: Canary): boolean {
+  const controller = (obj.metadata?.ownerReferences ?? []).find((o) => o.controller);
+  return !!controller && controller.kind === 'Canary' && controller.uid !== canary.metadata.uid && controller.name !== canary.metadata.name;
 }

@@ -33,6 +33,7 @@ import type { ObjectCache } from '../observe/caches.js';
 import { isTrafficShifting } from './kubernetes.js';
 import { OwnedObjects, assertOurs, conflictOf, notOurs, customObjectApi } from './owned.js';
 import type { Router, RouterContext, RouterTraits, Split, Weights } from './router.js';
+import { escapeRegex } from './split.js';
 import { RouterServices, sizedLikePrimary } from './services.js';
 
 export const SPLIT_GROUP = 'split.smi-spec.io';
@@ -142,9 +143,6 @@ export function splitPlan(ctx: RouterContext, version: SmiVersion): SplitPlan {
   return plan;
 }
 
-function escapeRegex(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
 
 /** A string match as the regular expression SMI route groups match with (header values and paths are regexes). */
 export function matchRegex(m: StringMatch, what: string): string {

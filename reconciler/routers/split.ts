@@ -45,10 +45,14 @@ export function splitFor(canary: Canary, opts: { weight: number; revision: strin
   return split;
 }
 
+/** `s` as a regular expression that matches it literally (RE2 and ECMAScript alike): how routers write prefix, suffix and cookie matches. */
+export function escapeRegex(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
 /** The regular expression (RE2 and ECMAScript alike) that a Cookie header carrying `cookie` matches. */
 export function cookieHeaderRegex(cookie: Pick<StickyCookie, 'name' | 'value'>): string {
-  const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return `^(.*?;\\s*)?${esc(cookie.name)}=${esc(cookie.value)}(;.*)?$`;
+  return `^(.*?;\\s*)?${escapeRegex(cookie.name)}=${escapeRegex(cookie.value)}(;.*)?$`;
 }
 
 /** The Set-Cookie value that pins a client with `cookie`. */
