@@ -26,12 +26,12 @@ import { WorkQueue } from './kit/queue.js';
 import { Alerter } from './notify/alerts.js';
 import { Notifier } from './notify/notifier.js';
 import type { Caches, HttpRoute } from './observe/caches.js';
-import type { RouterResource } from '../core/providers.js';
+import { routerFamily, type RouterFamily, type RouterResource } from '../core/providers.js';
 import { buildSyncContext, pendingChange, targetCache } from './observe/context.js';
 import { UpstreamReader } from './observe/upstream.js';
 import { upstreamBlock } from './decide/stages.js';
 import { defaultCanaryFor } from './observe/defaults.js';
-import { Routers, watchedRouterResources } from './routers/index.js';
+import { Routers, watchedRouterResourcesByFamily } from './routers/index.js';
 
 /** An object an Event is about: a Canary, or a target canary-gate released. */
 export interface EventObject {
@@ -73,6 +73,8 @@ export class Reconciler {
   readonly queue: WorkQueue;
   readonly caches: Caches;
   private readonly informers: ResilientInformer<KubeObject>[] = [];
+  /** The informers of each router family's resources, started on first use (routerInformersReady). */
+  private readonly routerInformers = new Map<RouterFamily, ResilientInformer<KubeObject>[]>();
   private readonly api: EffectClients;
   private readonly routers: Routers;
   private readonly upstream: UpstreamReader;
@@ -103,7 +105,7 @@ export class Reconciler {
       autoscaling: kc.makeApiClient(k8s.AutoscalingV2Api),
     };
     const scope = opts.namespace;
-    const informer = <T extends KubeObject>(path: string, name: string, labelSelector?: string, fieldSelector?: string) => {
+    const informer = <T extends KubeObject>(path: string, name: string, labelSelector?: string, fieldSelector?: string, lazy = false) => {
       // /apis/G/V/R -> /apis/G/V/namespaces/NS/R when scoped to one namespace
       const scoped = scope && name !== 'namespaces' ? path.replace(/\/([a-z]+)$/, `/namespaces/${scope}/$1`) : path;
       const inf = new ResilientInformer<T>({
@@ -115,7 +117,7 @@ export class Reconciler {
         ...(labelSelector ? { labelSelector } : {}),
         ...(opts.relistIntervalMs !== undefined ? { relistIntervalMs: opts.relistIntervalMs } : {}),
       });
-      this.informers.push(inf as unknown as ResilientInformer<KubeObject>);
+      if (!lazy) this.informers.push(inf as unknown as ResilientInformer<KubeObject>);
       return inf;
     };
     const cache = <T extends KubeObject>(inf: ResilientInformer<T>) => ({
@@ -127,12 +129,23 @@ export class Reconciler {
     const services = informer<k8s.V1Service & KubeObject>('/api/v1/services', 'services');
     const namespaces = informer<k8s.V1Namespace & KubeObject>('/api/v1/namespaces', 'namespaces', undefined, scope ? `metadata.name=${scope}` : undefined);
     const hpas = informer<k8s.V2HorizontalPodAutoscaler & KubeObject>('/apis/autoscaling/v2/horizontalpodautoscalers', 'hpas');
-    // One informer per resource the routers write (core/providers.ts); a CRD not installed is retried slowly.
+    // One informer per resource the routers write (core/providers.ts),
+    // started only once a Canary uses a router that writes it: a cluster
+    // with no mesh pays nothing for the meshes' CRDs (a CRD not installed
+    // is otherwise listed again every 30 s).
     const routerInformers = new Map<string, ResilientInformer<KubeObject>>();
     const resourceKey = (r: RouterResource) => `${r.group}/${r.version}/${r.plural}`;
-    for (const r of watchedRouterResources()) {
-      const path = r.group ? `/apis/${r.group}/${r.version}/${r.plural}` : `/api/${r.version}/${r.plural}`;
-      routerInformers.set(resourceKey(r), informer<KubeObject>(path, r.plural));
+    for (const [family, resources] of watchedRouterResourcesByFamily()) {
+      const set: ResilientInformer<KubeObject>[] = [];
+      for (const r of resources) {
+        let inf = routerInformers.get(resourceKey(r));
+        if (!inf) {
+          const path = r.group ? `/apis/${r.group}/${r.version}/${r.plural}` : `/api/${r.version}/${r.plural}`;
+          routerInformers.set(resourceKey(r), (inf = informer<KubeObject>(path, r.plural, undefined, undefined, true)));
+        }
+        set.push(inf);
+      }
+      this.routerInformers.set(family, set);
     }
     const httpRoutes = routerInformers.get('gateway.networking.k8s.io/v1/httproutes') as unknown as ResilientInformer<HttpRoute & KubeObject>;
     const defaults = informer<k8s.V1ConfigMap & KubeObject>('/api/v1/configmaps', 'defaults', `${DEFAULTS_LABEL}=true`);
@@ -246,6 +259,21 @@ export class Reconciler {
 
   informerHealth() {
     return this.informers.map((i) => i.health());
+  }
+
+  /**
+   * Starts the informers of the router a Canary's provider names, the first
+   * time one asks; true once their caches are filled (a CRD found not
+   * installed counts: there is nothing to cache).
+   */
+  private routerInformersReady(provider: string | undefined): boolean {
+    const set = this.routerInformers.get(routerFamily(provider) ?? 'kubernetes') ?? [];
+    for (const inf of set) {
+      if (this.informers.includes(inf)) continue;
+      this.informers.push(inf);
+      inf.start();
+    }
+    return set.every((inf) => inf.hasSynced());
   }
 
   /** Refreshes the gauges from the caches; called at scrape time, so syncs pay nothing. */
@@ -419,6 +447,7 @@ export class Reconciler {
     const [ns, name] = splitKey(key);
     const canary = this.caches.canaries.get(ns, name);
     if (!canary) return;
+    if (!this.routerInformersReady(canary.spec.provider)) return { requeueAfterMs: 200 };
     // Our own last status write may not have reached the cache yet; acting on
     // the older status could repeat a step. Wait for the cache to catch up.
     const written = this.lastWritten.get(key);

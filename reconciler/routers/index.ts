@@ -56,11 +56,14 @@ export function routerTraits(provider: string | undefined): RouterTraits {
   return typeof traits === 'function' ? traits(provider ?? DEFAULT_PROVIDER) : traits;
 }
 
-/** The resources the routers read through informers (the reconciler starts one per resource). */
+/** The resources each router family reads through informers (the reconciler starts them when the family is first used). */
+export function watchedRouterResourcesByFamily(): Array<[RouterFamily, readonly RouterResource[]]> {
+  return (Object.keys(REGISTRY) as RouterFamily[]).map((family) => [family, ROUTER_RESOURCES[family]]);
+}
+
+/** Every resource the routers read through informers. */
 export function watchedRouterResources(): RouterResource[] {
-  const out: RouterResource[] = [];
-  for (const family of Object.keys(REGISTRY) as RouterFamily[]) out.push(...ROUTER_RESOURCES[family]);
-  return out;
+  return watchedRouterResourcesByFamily().flatMap(([, resources]) => resources);
 }
 
 /** One router per provider string, sharing the reconciler's API clients and caches. */
