@@ -103,3 +103,8 @@ export const CONTRACT: readonly ContractEntry[] = [
   { name: `<name>${CANARY_SUFFIX}`, kind: 'the canary copy (and a router\'s canary Service)' },
   { name: `<service>${PRIMARY_SUFFIX}`, kind: 'a router\'s primary Service' },
 ];
+
+/** The Lease of one reconciler shard (reconciler --shards): whoever holds it acts for that shard's namespaces. */
+export const shardLeaseName = (prefix: string, shard: number) => `${prefix}-shard-${shard}`;
+/** The Lease a sharded reconciler replica holds while it is alive as the home of its shard. */
+export const memberLeaseName = (prefix: string, shard: number) => `${prefix}-member-${shard}`;

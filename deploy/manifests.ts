@@ -23,7 +23,7 @@ import type {
   V1ServiceAccount,
 } from '@kubernetes/client-node';
 
-import { GROUP, MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, TRUE } from '../core/contract.js';
+import { GROUP, MANAGED_LABEL, memberLeaseName, NAMESPACE_ENABLED_LABEL, shardLeaseName, TRUE } from '../core/contract.js';
 
 // ---------------------------------------------------------------- names
 
@@ -203,14 +203,22 @@ function roleBinding(name: string, component: string, serviceAccountName: string
 }
 
 /** Leader election: create the Lease once, then only read and renew that one Lease. */
-export function reconcilerLeaderElectionRole(): V1Role {
+/**
+ * The Leases the reconciler may read and write, by name: the leader's, or
+ * with `shards` > 1 each shard's and each replica's member Lease
+ * (reconciler --shards, see reconciler/kit/shards.ts).
+ */
+export function reconcilerLeaderElectionRole(opts: { leaseName?: string; shards?: number; name?: string } = {}): V1Role {
+  const lease = opts.leaseName ?? RECONCILER_LEASE;
+  const shards = opts.shards ?? 1;
+  const names = shards > 1 ? Array.from({ length: shards }, (_, i) => [shardLeaseName(lease, i), memberLeaseName(lease, i)]).flat() : [lease];
   return {
     apiVersion: 'rbac.authorization.k8s.io/v1',
     kind: 'Role',
-    metadata: { name: `${RECONCILER_NAME}-leader-election`, namespace: SYSTEM_NAMESPACE, labels: labels('reconciler') },
+    metadata: { name: opts.name ?? `${RECONCILER_NAME}-leader-election`, namespace: SYSTEM_NAMESPACE, labels: labels('reconciler') },
     rules: [
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
-      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: [RECONCILER_LEASE], verbs: ['get', 'update', 'patch'] },
+      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: names, verbs: ['get', 'update', 'patch'] },
     ],
   };
 }

@@ -17,6 +17,7 @@ import { CONTENT_TYPE, Registry } from '../core/metrics.js';
 import { Reconciler } from './controller.js';
 import { EventRecorder } from './kit/events.js';
 import { LeaderElector } from './kit/leader.js';
+import { shardOf, Shards } from './kit/shards.js';
 import { DEFAULT_API_TIMEOUT_MS, prepareKubeConfig } from '../core/api/client.js';
 
 const help = `Usage: canary-gate reconciler [flags]
@@ -33,6 +34,11 @@ Flags:
   --lease-namespace NS     Lease namespace (default $POD_NAMESPACE or canary-gate-system)
   --lease-duration SECONDS lease duration (default 15, at least 2); a leader that cannot renew
                            for two thirds of it stops acting and exits
+  --shards N               split the Canaries among N replicas by a hash of their namespace (default 1);
+                           each shard has its own Lease (<lease-name>-shard-<i>), a replica takes over
+                           the shard of one that is gone and hands it back when that one returns
+  --shard-index I          this replica's own shard, 0 to N-1 (default: the ordinal ending $POD_NAME,
+                           as a StatefulSet names its Pods)
   --identity ID            leader-election identity (default $POD_NAME or the host name, plus a random suffix)
   --namespace NS           watch and act in this namespace only (default: all namespaces); metric
                            templates and alert providers must then live there too
@@ -53,6 +59,9 @@ export interface ReconcilerProcessOptions {
   namespace?: string;
   prometheusAddress?: string;
   leaderElect: boolean;
+  /** Number of shards (1: no sharding) and this replica's own. */
+  shards: number;
+  shardIndex: number;
   leaseName: string;
   leaseNamespace: string;
   leaseDurationSeconds: number;
@@ -77,6 +86,8 @@ export function parseReconcilerArgs(argv: string[]): ReconcilerProcessOptions {
       'lease-name': { type: 'string', default: 'canary-gate-reconciler' },
       'lease-namespace': { type: 'string' },
       'lease-duration': { type: 'string', default: '15' },
+      shards: { type: 'string', default: '1' },
+      'shard-index': { type: 'string' },
       identity: { type: 'string' },
       workers: { type: 'string', default: '4' },
       namespace: { type: 'string' },
@@ -106,8 +117,21 @@ export function parseReconcilerArgs(argv: string[]): ReconcilerProcessOptions {
   }
   const levels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
   if (!levels.includes(values['log-level'] as string)) throw new UsageError(`--log-level must be one of ${levels.join(', ')}`);
+  const shards = int('shards', values.shards as string, 1);
+  let shardIndex = 0;
+  if (shards > 1) {
+    const given = (values['shard-index'] as string | undefined) ?? /-(\d+)$/.exec(process.env.POD_NAME ?? '')?.[1];
+    if (given === undefined) throw new UsageError('--shards needs --shard-index (or a $POD_NAME ending in its ordinal, as in a StatefulSet)');
+    shardIndex = int('shard-index', given, 0);
+    if (shardIndex >= shards) throw new UsageError(`--shard-index must be below --shards (${shards}), got ${shardIndex}`);
+  } else if (values['shard-index'] !== undefined) {
+    throw new UsageError('--shard-index needs --shards greater than 1');
+  }
   const opts: ReconcilerProcessOptions = {
-    leaderElect: values['leader-elect'] as boolean,
+    // Shards are Leases: sharding always elects.
+    leaderElect: (values['leader-elect'] as boolean) || shards > 1,
+    shards,
+    shardIndex,
     leaseName: values['lease-name'] as string,
     leaseNamespace: (values['lease-namespace'] as string | undefined) ?? process.env.POD_NAMESPACE ?? 'canary-gate-system',
     // 1 s leaves no renew deadline shorter than the lease with a 1 s floor.
@@ -141,13 +165,14 @@ export async function runReconciler(opts: ReconcilerProcessOptions): Promise<num
   leaderGauge.set(opts.leaderElect ? 0 : 1);
   const events = new EventRecorder({ kubeConfig: kc, reportingInstance: opts.identity, logger: log, requestTimeoutMs: Math.min(10_000, opts.apiTimeoutMs) });
   let leading = !opts.leaderElect;
+  let shards: Shards | undefined;
   const reconciler = new Reconciler({
     kubeConfig: kc,
     logger: log,
     workers: opts.workers,
     defaults: opts.defaults,
     relistIntervalMs: opts.relistIntervalMs,
-    isLeader: () => leading,
+    isLeader: (namespace) => (shards ? shards.leads(namespace) : leading),
     events: {
       record: (obj, type, reason, message) => void events.event(obj as never, type, reason, message),
     },
@@ -190,6 +215,7 @@ export async function runReconciler(opts: ReconcilerProcessOptions): Promise<num
     }, graceMs).unref();
     try {
       await elector?.stop();
+      await shards?.stop();
       await reconciler.stop();
       await events.flush();
     } catch (err) {
@@ -207,7 +233,39 @@ export async function runReconciler(opts: ReconcilerProcessOptions): Promise<num
   log.info('caches synced');
 
   let elector: LeaderElector | undefined;
-  if (opts.leaderElect) {
+  if (opts.shards > 1) {
+    const shardGauge = registry.gauge('canary_gate_reconciler_shards_led', 'Shards this replica leads now (its own and any taken over).');
+    const setGauges = () => {
+      const held = shards?.held().length ?? 0;
+      shardGauge.set(held);
+      leaderGauge.set(held > 0 ? 1 : 0);
+    };
+    reconciler.startWorkers();
+    shards = new Shards({
+      kubeConfig: kc,
+      leaseName: opts.leaseName,
+      namespace: opts.leaseNamespace,
+      identity: opts.identity,
+      shards: opts.shards,
+      home: opts.shardIndex,
+      leaseDurationSeconds: opts.leaseDurationSeconds,
+      logger: log,
+      onAcquired: (shard) => {
+        setGauges();
+        reconciler.replay((ns) => shardOf(ns, opts.shards) === shard);
+      },
+      onLost: (shard, handedBack) => {
+        setGauges();
+        if (handedBack) return log.info({ shard }, 'handed a shard back to its replica');
+        // As for a lost leader lease: exit, so a fresh candidate with fresh connections takes over.
+        if (!stopping.signal.aborted) {
+          log.error({ shard }, 'lost a shard lease; exiting so a fresh candidate takes over');
+          void shutdown(1, 'lost a shard');
+        }
+      },
+    });
+    shards.start();
+  } else if (opts.leaderElect) {
     elector = new LeaderElector({
       kubeConfig: kc,
       name: opts.leaseName,

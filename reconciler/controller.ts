@@ -52,8 +52,12 @@ export interface ReconcilerOptions {
   defaults?: Partial<CanarySpec>;
   metrics?: MetricChecker;
   events: EventSink;
-  /** True while this process may write; checked before every write. */
-  isLeader: () => boolean;
+  /**
+   * True while this process may write for Canaries of the namespace (the
+   * leader, or the replica leading the namespace's shard); checked before
+   * every write.
+   */
+  isLeader: (namespace: string) => boolean;
   /** Full relist period of the informers. */
   relistIntervalMs?: number;
   registry?: Registry;
@@ -250,6 +254,13 @@ export class Reconciler {
     for (const d of this.caches.deployments.list()) this.onWorkload('Deployment', d as KubeObject);
   }
 
+  /** Queues every Canary, and replays every Deployment, of the namespaces given: a shard just taken. */
+  replay(namespaces: (ns: string) => boolean): void {
+    if (!this.running) return;
+    for (const c of this.caches.canaries.list()) if (namespaces(c.metadata?.namespace ?? '')) this.queue.add(keyOf(c as KubeObject));
+    for (const d of this.caches.deployments.list()) if (namespaces(d.metadata?.namespace ?? '')) this.onWorkload('Deployment', d as KubeObject);
+  }
+
   async stop(): Promise<void> {
     for (const timer of this.orphanChecks.values()) clearTimeout(timer);
     this.orphanChecks.clear();
@@ -342,7 +353,7 @@ export class Reconciler {
       if (!matched && (name.endsWith('-primary') || name.endsWith('-canary'))) this.enqueueNamespace(ns);
       return;
     }
-    if (matched || revisionOwner || !this.opts.isLeader()) return;
+    if (matched || revisionOwner || !this.opts.isLeader(ns)) return;
     this.maybeCreateCanary(obj as k8s.V1Deployment);
   }
 
@@ -356,7 +367,7 @@ export class Reconciler {
    */
   private scheduleOrphanCheck(kind: 'Deployment' | 'Service', ns: string, name: string): void {
     const key = targetKey(ns, kind, name);
-    if (!this.running || !this.opts.isLeader() || this.orphanChecks.has(key)) return;
+    if (!this.running || !this.opts.isLeader(ns) || this.orphanChecks.has(key)) return;
     const timer = setTimeout(() => {
       this.orphanChecks.delete(key);
       this.releaseOrphan(kind, ns, name).catch((err: unknown) => {
@@ -372,7 +383,7 @@ export class Reconciler {
     const adapter = targetKind(kind);
     const obj = targetCache(adapter, this.caches).get(ns, name);
     if (!obj || obj.metadata?.labels?.[MANAGED_LABEL] !== TRUE || obj.metadata.deletionTimestamp) return;
-    if ((this.byTarget.get(targetKey(ns, kind, name))?.size ?? 0) > 0 || !this.running || !this.opts.isLeader()) return;
+    if ((this.byTarget.get(targetKey(ns, kind, name))?.size ?? 0) > 0 || !this.running || !this.opts.isLeader(ns)) return;
     // With the resourceVersion read: a Canary adopting it meanwhile makes this fail instead.
     const body = { metadata: { resourceVersion: obj.metadata.resourceVersion, labels: { [MANAGED_LABEL]: null } } };
     writeCounter.writes++;
@@ -419,7 +430,7 @@ export class Reconciler {
     const name = d.metadata?.name ?? '';
     if (this.caches.canaries.get(ns, name)) return; // a Canary of that name exists for another target
     const body = defaultCanaryFor(d, this.opts.defaults ?? {}, this.caches.defaults.list(ns));
-    if (!this.opts.isLeader()) return;
+    if (!this.opts.isLeader(ns)) return;
     this.api.custom
       .createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'canaries', body, fieldManager: 'canary-gate-reconciler' })
       .then(
@@ -434,7 +445,7 @@ export class Reconciler {
 
   /** Reconciles one Canary. Returns when to look again. */
   async sync(key: string): Promise<{ requeueAfterMs?: number } | void> {
-    if (!this.opts.isLeader()) return;
+    if (!this.opts.isLeader(splitKey(key)[0])) return;
     const t0 = performance.now();
     try {
       return await this.syncOnce(key);
@@ -487,7 +498,7 @@ export class Reconciler {
     const hooks: EffectHooks = {
       targetWritten: (rv) => this.targetWritten.set(key, rv),
       assertLeader: () => {
-        if (!this.opts.isLeader()) throw new NotLeaderError('not the leader');
+        if (!this.opts.isLeader(ns)) throw new NotLeaderError('not the leader');
       },
     };
     const copyHpa = this.caches.hpas.get(ns, canaryName(canary.spec.targetRef.name));
@@ -533,7 +544,7 @@ export class Reconciler {
   /** Writes the transition's status; false when it is unchanged (nothing written). */
   private async writeStatus(key: string, canary: Canary, t: Transition): Promise<boolean> {
     if (JSON.stringify(canary.status ?? {}) === JSON.stringify(t.status)) return false;
-    if (!this.opts.isLeader()) throw new NotLeaderError('not the leader');
+    if (!this.opts.isLeader(splitKey(key)[0])) throw new NotLeaderError('not the leader');
     const [ns, name] = splitKey(key);
     // resourceVersion makes a write based on a stale read fail with 409
     // instead of overwriting; the key is then retried on fresh caches.

@@ -40,6 +40,18 @@ export interface LeaderElectorOptions {
   /** Give the lease up on stop() so that another replica takes over at once. Default true. */
   releaseOnStop?: boolean;
   /**
+   * Consulted before taking a Lease this elector does not hold (creating it,
+   * or taking it over once expired): false keeps it a candidate. Shards use
+   * it so that a replica takes another's shard only while that one is gone.
+   */
+  mayAcquire?: () => boolean;
+  /**
+   * Consulted after each renewal: true ends the term and releases the Lease
+   * at once, so that the replica it belongs to takes it (a shard handed back).
+   * Pair it with mayAcquire, or the elector takes the released Lease back.
+   */
+  shouldYield?: () => boolean;
+  /**
    * Called on becoming leader. The signal aborts the moment leadership is
    * lost or stop() is called; work must stop then. A returned promise is
    * awaited (bounded) before the lease is released.
@@ -75,8 +87,8 @@ const now = () => performance.now();
 
 export class LeaderElector {
   private readonly api: k8s.CoordinationV1Api;
-  private readonly o: Required<Omit<LeaderElectorOptions, 'kubeConfig' | 'onStoppedLeading' | 'onNewLeader' | 'logger'>> &
-    Pick<LeaderElectorOptions, 'onStoppedLeading' | 'onNewLeader'>;
+  private readonly o: Required<Omit<LeaderElectorOptions, 'kubeConfig' | 'onStoppedLeading' | 'onNewLeader' | 'logger' | 'mayAcquire' | 'shouldYield'>> &
+    Pick<LeaderElectorOptions, 'onStoppedLeading' | 'onNewLeader' | 'mayAcquire' | 'shouldYield'>;
   private readonly log: Logger;
 
   private running = false;
@@ -110,6 +122,8 @@ export class LeaderElector {
       onStartedLeading: options.onStartedLeading,
       onStoppedLeading: options.onStoppedLeading,
       onNewLeader: options.onNewLeader,
+      mayAcquire: options.mayAcquire,
+      shouldYield: options.shouldYield,
     };
     if (!(o.leaseDurationSeconds >= 1 && Number.isInteger(o.leaseDurationSeconds))) throw new Error('leaseDurationSeconds must be a whole number >= 1');
     if (!(o.renewDeadlineMs < o.leaseDurationSeconds * 1000)) throw new Error('renewDeadlineMs must be shorter than the lease duration');
@@ -198,6 +212,12 @@ export class LeaderElector {
       if (result === 'acquired') {
         this.deadline = this.renewedAt + this.o.renewDeadlineMs;
         this.armDeadline();
+        if (this.o.shouldYield?.()) {
+          // Stop acting first, then free the Lease: the next holder starts only after both.
+          this.depose('handing the lease back');
+          await this.settleWork();
+          await this.release();
+        }
       } else if (result === 'held-by-other' || result === 'conflict') {
         this.depose(result === 'conflict' ? 'renewal refused (409: someone else wrote the Lease)' : `the Lease is held by ${this.observedHolder || 'nobody'}`);
       }
@@ -250,6 +270,7 @@ export class LeaderElector {
       lease = await this.api.readNamespacedLease({ name, namespace }, timeout);
     } catch (err) {
       if (statusCode(err) !== 404) return this.attemptFailed('read', err);
+      if (this.o.mayAcquire && !this.o.mayAcquire()) return 'held-by-other';
       return this.create(attemptAt, timeout);
     }
     const spec = lease.spec ?? {};
@@ -260,6 +281,7 @@ export class LeaderElector {
       if (this.leading) return 'held-by-other';
       const durationMs = (spec.leaseDurationSeconds ?? this.o.leaseDurationSeconds) * 1000;
       if (holder && now() < this.observedAt + durationMs) return 'held-by-other';
+      if (this.o.mayAcquire && !this.o.mayAcquire()) return 'held-by-other';
     }
     const wall = new Date();
     const renewing = holder === identity;

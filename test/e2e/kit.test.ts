@@ -314,7 +314,7 @@ describe('controller kit on a real API server', function () {
   describe('LeaderElector (2-second lease)', function () {
     const timing = { leaseDurationSeconds: 2, renewDeadlineMs: 1500, retryPeriodMs: 250 };
 
-    function elector(lease: string, identity: string, log: string[]) {
+    function elector(lease: string, identity: string, log: string[], gates: { mayAcquire?: () => boolean; shouldYield?: () => boolean } = {}) {
       const state = { signal: undefined as AbortSignal | undefined, stopped: 0 };
       const e = new LeaderElector({
         kubeConfig: kubeConfig(),
@@ -322,6 +322,7 @@ describe('controller kit on a real API server', function () {
         namespace: ns,
         identity,
         ...timing,
+        ...gates,
         logger: quiet,
         onStartedLeading: (signal) => {
           state.signal = signal;
@@ -404,6 +405,41 @@ describe('controller kit on a real API server', function () {
       const after = await api.readNamespacedLease({ name: 'kit-steal', namespace: ns });
       assert.equal(after.spec?.holderIdentity, 'thief', 'the deposed leader did not write the Lease back');
       assert.equal(c.e.stats().losses, 1);
+    });
+
+    it('mayAcquire false keeps a candidate from creating or taking over a Lease; shouldYield hands a held one over at once', async function () {
+      const log: string[] = [];
+      let mayTake = false;
+      const waiting = elector('kit-gated', 'w', log, { mayAcquire: () => mayTake });
+      waiting.e.start();
+      await sleep(1000);
+      const api = kubeConfig().makeApiClient(k8s.CoordinationV1Api);
+      assert.equal(await api.readNamespacedLease({ name: 'kit-gated', namespace: ns }).then(() => 'exists', () => 'absent'), 'absent', 'not even created');
+      let yieldNow = false;
+      const holder = elector('kit-gated', 'h', log, { shouldYield: () => yieldNow });
+      holder.e.start();
+      await waitFor('h to lead', () => holder.e.isLeader(), { intervalMs: 20 });
+      await holder.e.stop({ release: false });
+      await sleep(2 * 2000 + 500);
+      assert.equal(waiting.e.isLeader(), false, 'an expired Lease is not taken while mayAcquire says no');
+      mayTake = true;
+      await waitFor('w to take it once it may', () => waiting.e.isLeader(), { timeoutMs: 5000, intervalMs: 20 });
+
+      // The other way round: a leader told to yield stops acting, then releases; the candidate takes it at once.
+      const log2: string[] = [];
+      // Told to yield, it must not take the Lease straight back either (as a shard's replica is told).
+      const leader = elector('kit-yield', 'y', log2, { shouldYield: () => yieldNow, mayAcquire: () => !yieldNow });
+      leader.e.start();
+      await waitFor('y to lead', () => leader.e.isLeader(), { intervalMs: 20 });
+      const next = elector('kit-yield', 'z', log2);
+      next.e.start();
+      await sleep(500);
+      yieldNow = true;
+      const t0 = performance.now();
+      await waitFor('z to lead', () => next.e.isLeader(), { timeoutMs: 5000, intervalMs: 20 });
+      assert.ok(performance.now() - t0 < 1500, 'handed over without waiting for the lease to expire');
+      assert.equal(leader.state.signal?.aborted, true);
+      assert.deepEqual(log2, ['y started', 'y stopped', 'z started'], 'y stopped acting before z started');
     });
   });
 
