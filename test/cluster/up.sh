@@ -92,6 +92,8 @@ sed -e "s#admin.crt#reconciler.crt#; s#admin.key#reconciler.key#; s#name: admin#
 
 run() { # name, then the command: runs it in the background, logs and pid under .cluster/
   local name=$1; shift
+  # The command line is kept so that component.sh can restart this one part (fault tests).
+  printf '%q ' "$@" >"$dir/run/$name.cmd"
   nohup "$@" >"$dir/logs/$name.log" 2>&1 &
   echo $! >"$dir/run/$name.pid"
 }

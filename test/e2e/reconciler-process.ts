@@ -22,7 +22,8 @@ export interface RunningReconciler {
 }
 
 export async function startReconciler(opts: {
-  namespace: string;
+  /** The one namespace it watches; undefined: every namespace (only in a control plane of the test's own). */
+  namespace: string | undefined;
   identity?: string;
   leaderElect?: boolean;
   leaseName?: string;
@@ -34,13 +35,13 @@ export async function startReconciler(opts: {
 }): Promise<RunningReconciler> {
   const clusterDir = opts.clusterDir ?? suiteClusterDir;
   const port = await freePort();
-  const identity = opts.identity ?? `rec-${opts.namespace}`;
+  const identity = opts.identity ?? `rec-${opts.namespace ?? 'all'}`;
   mkdirSync(path.join(clusterDir, 'logs'), { recursive: true });
   const logFd = openSync(path.join(clusterDir, 'logs', `reconciler-${identity}.log`), 'a');
   const args = [
     cliPath, 'reconciler',
     '--kubeconfig', path.join(clusterDir, 'reconciler.kubeconfig'),
-    '--namespace', opts.namespace,
+    ...(opts.namespace ? ['--namespace', opts.namespace] : []),
     '--identity', identity,
     '--http-port', String(port),
     '--bind-address', '127.0.0.1',
@@ -48,7 +49,7 @@ export async function startReconciler(opts: {
     ...(opts.extraArgs ?? []),
   ];
   if (opts.leaderElect) {
-    args.push('--leader-elect', '--lease-name', opts.leaseName ?? 'canary-gate-reconciler', '--lease-namespace', opts.leaseNamespace ?? opts.namespace, '--lease-duration', String(opts.leaseDurationSeconds ?? 2));
+    args.push('--leader-elect', '--lease-name', opts.leaseName ?? 'canary-gate-reconciler', '--lease-namespace', opts.leaseNamespace ?? opts.namespace ?? 'canary-gate-system', '--lease-duration', String(opts.leaseDurationSeconds ?? 2));
   }
   const child = spawn(process.execPath, args, { stdio: ['ignore', logFd, logFd] });
   let gone = false;

@@ -21,6 +21,8 @@ export interface RunningWebhook {
   caCert: string;
   configName: string;
   stop(): Promise<void>;
+  /** SIGKILL, the registration left in place: the API server keeps calling a webhook that is gone. */
+  kill(): Promise<void>;
 }
 
 export function freePort(): Promise<number> {
@@ -109,6 +111,12 @@ export async function startWebhook(
         await Promise.race([done, new Promise((r) => setTimeout(r, 5000))]);
         if (!exited) child.kill('SIGKILL');
       }
+    },
+    async kill() {
+      if (exited) return;
+      const done = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await done;
     },
   };
 }
