@@ -6,7 +6,10 @@
 // server would, and the resulting object is what gets asserted.
 
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import jsonpatch from 'fast-json-patch';
+import { pino } from 'pino';
+import supertest from 'supertest';
 import {
   CONFIG_TRACKING_ANNOTATION,
   CONFIG_TRACKING_DISABLED,
@@ -28,7 +31,8 @@ import {
 } from '../../core/targets/index.js';
 import type { AdmissionRequest, JsonPatchOp, KubeObject } from '../../webhook/admission.js';
 import { decide, TOTAL_ANNOTATION_BYTES, type DecideConfig, type DecideResult } from '../../webhook/decide.js';
-import { RECONCILER, SECRET_VALUE, configMap, request, secret, typedSecret, withData } from '../fixtures/objects.js';
+import { createWebhookHandler } from '../../webhook/server.js';
+import { RECONCILER, SECRET_VALUE, admissionReview, configMap, request, secret, typedSecret, withData } from '../fixtures/objects.js';
 
 const config: DecideConfig = { reconcilerUsers: new Set([RECONCILER]) };
 
@@ -428,5 +432,50 @@ describe('decide(): config data too large for an annotation', () => {
   it('a Secret change that fits passes the size check', () => {
     const old = secret();
     assert.equal(decide(request(withData(old, 'url', 'z'.repeat(90 * 1024)), old), config).decision, 'intercepted');
+  });
+});
+
+describe('webhook log lines for configs', () => {
+  it('name the object and the decision, never a data value nor the pending spec (debug level, every outcome)', async () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    });
+    const h = createWebhookHandler({ logger: pino({ level: 'debug' }, sink), reconcilerUsers: [RECONCILER] });
+    const oldSecret = secret();
+    const held = withData(oldSecret, 'url', `postgres://checkout:${SECRET_VALUE}@db/checkout`);
+    const viaStringData = structuredClone(oldSecret);
+    viaStringData.stringData = { url: SECRET_VALUE };
+    const forged = structuredClone(oldSecret);
+    forged.metadata!.annotations = { [PENDING_SPEC]: SECRET_VALUE };
+    const tls = typedSecret('kubernetes.io/tls');
+    const oldMap = configMap();
+    const tooLarge = withData(oldMap, 'big', `${SECRET_VALUE}${'x'.repeat(200 * 1024)}`);
+    const badTracking = structuredClone(oldMap);
+    badTracking.metadata!.annotations![CONFIG_TRACKING_ANNOTATION] = SECRET_VALUE;
+    const reviews = [
+      request(held, oldSecret),
+      request(viaStringData, oldSecret),
+      request(forged, oldSecret),
+      request(withData(tls, 'tls.key', SECRET_VALUE), tls),
+      request(tooLarge, oldMap),
+      request(badTracking, oldMap),
+      request(withData(oldMap, 'LOG_LEVEL', SECRET_VALUE), oldMap, { dryRun: true }),
+    ];
+    const decisions: string[] = [];
+    for (const r of reviews) {
+      const res = await supertest(h.handler).post('/mutate').send(admissionReview(r)).expect(200);
+      assert.equal(res.body.response.uid, r.uid);
+    }
+    for (const line of lines) decisions.push(JSON.parse(line).decision);
+    assert.deepEqual(decisions, ['intercepted', 'intercepted', 'unchanged', 'skipped', 'rejected', 'rejected', 'intercepted']);
+    const text = lines.join('');
+    assert.match(text, /"name":"checkout-db"/, 'the log does name the object');
+    for (const v of [SECRET_VALUE, Buffer.from(SECRET_VALUE).toString('base64'), 'postgres://', 'xxxxxxxx', PENDING_SPEC]) {
+      assert.ok(!text.includes(v), `the log carries ${v}`);
+    }
   });
 });
