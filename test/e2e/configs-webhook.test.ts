@@ -10,6 +10,7 @@ import path from 'node:path';
 import {
   CONFIG_TRACKING_ANNOTATION,
   CONFIG_TRACKING_DISABLED,
+  CONFIG_TRACKING_ENABLED,
   MANAGED_LABEL,
   PENDING_REVISION,
   PENDING_SPEC,
@@ -69,6 +70,16 @@ async function get(ns: string, kind: 'configmap' | 'secret', name: string): Prom
   return obj;
 }
 
+/** Admission reviews the suite's webhook has answered so far, whatever the decision. */
+async function reviewsAnswered(): Promise<number> {
+  const port = process.env.CANARY_GATE_E2E_WEBHOOK_METRICS_PORT;
+  assert.ok(port, 'the e2e fixtures started a webhook');
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+  let total = 0;
+  for (const m of text.matchAll(/^canary_gate_webhook_requests_total\{[^}]*\} (\d+)$/gm)) total += Number(m[1]);
+  return total;
+}
+
 function pending(obj: Config): { revision?: string; spec?: unknown } {
   const a = obj.metadata.annotations ?? {};
   return { revision: a[PENDING_REVISION], spec: a[PENDING_SPEC] === undefined ? undefined : JSON.parse(a[PENDING_SPEC]) };
@@ -126,10 +137,12 @@ describe('webhook: ConfigMap and Secret data on a real API server', function () 
   it('lets a TLS Secret renewal, a config annotated disabled and an unmanaged ConfigMap straight through', async function () {
     const tls = (crt: string) => secret('cert', { data: { 'tls.crt': b64(crt), 'tls.key': b64(`key-${crt}`) } }, 'kubernetes.io/tls');
     await applyOk(ns, tls('v1'));
+    const answered = await reviewsAnswered();
     await applyOk(ns, tls('v2'));
     const cert = await get(ns, 'secret', 'cert');
     assert.equal(cert.data?.['tls.crt'], b64('v2'));
     assert.deepEqual(pending(cert), { revision: undefined, spec: undefined });
+    assert.equal(await reviewsAnswered(), answered, 'the API server did not even call the webhook: a renewal never waits on it');
 
     const off = { [CONFIG_TRACKING_ANNOTATION]: CONFIG_TRACKING_DISABLED };
     await applyOk(ns, configMap('flags', { on: 'no' }, { annotations: off }));
@@ -144,6 +157,18 @@ describe('webhook: ConfigMap and Secret data on a real API server', function () 
     const plain = await get(ns, 'configmap', 'plain');
     assert.deepEqual(plain.data, { x: '2' });
     assert.equal(plain.metadata.annotations?.[PENDING_REVISION], undefined);
+  });
+
+  it('holds a TLS Secret annotated enabled', async function () {
+    const tls = (crt: string) => ({
+      ...secret('tracked-cert', { data: { 'tls.crt': b64(crt), 'tls.key': b64('key') } }, 'kubernetes.io/tls'),
+      metadata: { name: 'tracked-cert', labels: { [MANAGED_LABEL]: 'true' }, annotations: { [CONFIG_TRACKING_ANNOTATION]: CONFIG_TRACKING_ENABLED } },
+    });
+    await applyOk(ns, tls('v1'));
+    await applyOk(ns, tls('v2'));
+    const cert = await get(ns, 'secret', 'tracked-cert');
+    assert.equal(cert.data?.['tls.crt'], b64('v1'));
+    assert.deepEqual(pending(cert).spec, { data: { 'tls.crt': b64('v2'), 'tls.key': b64('key') } });
   });
 
   it('refuses a change too large for an annotation, saying so and what to do; nothing changes', async function () {
