@@ -18,6 +18,7 @@ import {
 import { revisionOf } from '../../core/revision.js';
 import { clusterDir, getObject, kubectl } from './cluster.js';
 import { createNamespace, deleteNamespace } from './namespaces.js';
+import { RECONCILER_USER } from './webhook-process.js';
 
 interface Config {
   metadata: { annotations?: Record<string, string>; labels?: Record<string, string>; resourceVersion: string };
@@ -169,6 +170,21 @@ describe('webhook: ConfigMap and Secret data on a real API server', function () 
     const cert = await get(ns, 'secret', 'tracked-cert');
     assert.equal(cert.data?.['tls.crt'], b64('v1'));
     assert.deepEqual(pending(cert).spec, { data: { 'tls.crt': b64('v2'), 'tls.key': b64('key') } });
+  });
+
+  it("lets the reconciler's identity write the data (a promotion) and puts back control annotations a user forges", async function () {
+    await applyOk(ns, configMap('owned', { k: 'v1' }));
+    const forged = await kubectl(['-n', ns, 'annotate', 'configmap/owned', `${PENDING_REVISION}=deadbeef0000`, `${PENDING_SPEC}={"data":{"k":"evil"}}`]);
+    assert.equal(forged.code, 0, forged.stderr);
+    assert.deepEqual(pending(await get(ns, 'configmap', 'owned')), { revision: undefined, spec: undefined });
+
+    // The reconciler's own RBAC for configs belongs to the reconciler side;
+    // system:masters stands in for it here, the username is what the webhook judges.
+    const promote = await kubectl(
+      ['-n', ns, '--as', RECONCILER_USER, '--as-group', 'system:masters', 'patch', 'configmap/owned', '--type=merge', '-p', '{"data":{"k":"v2"}}'],
+    );
+    assert.equal(promote.code, 0, promote.stderr);
+    assert.deepEqual((await get(ns, 'configmap', 'owned')).data, { k: 'v2' });
   });
 
   it('refuses a change too large for an annotation, saying so and what to do; nothing changes', async function () {
