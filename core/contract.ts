@@ -11,7 +11,11 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 
 /** Namespace label that opts every Deployment in the namespace in. */
 export const NAMESPACE_ENABLED_LABEL = 'canarygate.dev/enabled';
-/** Put on a Deployment or Service by the reconciler when it adopts it; the webhook acts only on objects that carry it. */
+/**
+ * Put on a Deployment or Service by the reconciler when it adopts it, and on
+ * the ConfigMaps and Secrets their pod templates reference; the webhook acts
+ * only on objects that carry it.
+ */
 export const MANAGED_LABEL = 'canarygate.dev/managed';
 /** A Deployment carrying this label with value "true" is never adopted from namespace defaults. */
 export const SKIP_LABEL = 'canarygate.dev/skip';
@@ -44,6 +48,23 @@ export const PENDING_SPEC = 'canarygate.dev/pending-spec';
  */
 export const CONTROL_ANNOTATIONS: readonly string[] = [PENDING_REVISION, PENDING_SPEC];
 
+/**
+ * On a managed ConfigMap or Secret: `enabled` holds its data changes for a
+ * canary even where the default skips it (TLS, service-account-token and
+ * pull Secrets); `disabled` never holds them (they go live at once). Judged
+ * on the stored object, so it takes effect from the update after the one
+ * that sets it.
+ */
+export const CONFIG_TRACKING_ANNOTATION = 'canarygate.dev/config-tracking';
+export const CONFIG_TRACKING_ENABLED = 'enabled';
+export const CONFIG_TRACKING_DISABLED = 'disabled';
+/**
+ * On the pod template of a target's primary: the revisions of the configs it
+ * references, set by the reconciler when it promotes a config change, so that
+ * the primary's Pods roll and read the new data.
+ */
+export const CONFIG_REVISION_ANNOTATION = 'canarygate.dev/config-revision';
+
 /** Annotations on a Canary through which the CLI asks for promote/abort/retry of a revision. */
 export const COMMAND_ANNOTATIONS = {
   promote: 'canarygate.dev/promote',
@@ -58,6 +79,11 @@ export const GENERATED_ANNOTATION = 'canarygate.dev/generated-from-defaults';
 
 /** The reconciler's finalizer on a Canary: traffic goes back to the primary before the Canary goes. */
 export const FINALIZER = 'canarygate.dev/finalizer';
+/**
+ * The reconciler's finalizer on a managed ConfigMap or Secret the stable
+ * primary still references: it cannot go away under running Pods.
+ */
+export const IN_USE_FINALIZER = 'canarygate.dev/in-use';
 /** reportingController of the reconciler's Events. */
 export const REPORTING_CONTROLLER = 'canarygate.dev/reconciler';
 /** Component of the CLI's Events. */
@@ -97,6 +123,10 @@ export const CONTRACT: readonly ContractEntry[] = [
   { name: COMMAND_ANNOTATIONS.retry, kind: 'Canary annotation' },
   { name: GENERATED_ANNOTATION, kind: 'Canary annotation' },
   { name: FINALIZER, kind: 'Canary finalizer' },
+  { name: `${CONFIG_TRACKING_ANNOTATION}: ${CONFIG_TRACKING_ENABLED}`, kind: 'annotation on a ConfigMap or Secret' },
+  { name: `${CONFIG_TRACKING_ANNOTATION}: ${CONFIG_TRACKING_DISABLED}`, kind: 'annotation on a ConfigMap or Secret' },
+  { name: CONFIG_REVISION_ANNOTATION, kind: "annotation on the primary's pod template" },
+  { name: IN_USE_FINALIZER, kind: 'ConfigMap or Secret finalizer' },
   { name: `${ROLE_LABEL}: ${CANARY_ROLE}`, kind: 'label on the canary copy and its Pods' },
   { name: REVISION_LABEL, kind: 'label on the canary copy and its Pods' },
   { name: `${MANAGED_BY_LABEL}: ${MANAGED_BY}`, kind: 'label on objects canary-gate creates' },
