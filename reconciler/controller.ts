@@ -249,7 +249,7 @@ export class Reconciler {
   /** Starts processing (call when leading). */
   startWorkers(): void {
     if (this.running) return;
-    this.running = this.queue.run((key) => this.sync(key), this.opts.workers ?? 4);
+    this.running = this.queue.run((key, queuedAt) => this.sync(key, queuedAt), this.opts.workers ?? 4);
     for (const c of this.caches.canaries.list()) this.queue.add(keyOf(c as KubeObject));
     for (const d of this.caches.deployments.list()) this.onWorkload('Deployment', d as KubeObject);
   }
@@ -444,17 +444,17 @@ export class Reconciler {
   // ------------------------------------------------------------ sync
 
   /** Reconciles one Canary. Returns when to look again. */
-  async sync(key: string): Promise<{ requeueAfterMs?: number } | void> {
+  async sync(key: string, queuedAt?: number): Promise<{ requeueAfterMs?: number } | void> {
     if (!this.opts.isLeader(splitKey(key)[0])) return;
     const t0 = performance.now();
     try {
-      return await this.syncOnce(key);
+      return await this.syncOnce(key, queuedAt ?? t0);
     } finally {
       this.m.syncDuration.observe((performance.now() - t0) / 1000);
     }
   }
 
-  private async syncOnce(key: string): Promise<{ requeueAfterMs?: number } | void> {
+  private async syncOnce(key: string, queuedAt: number): Promise<{ requeueAfterMs?: number } | void> {
     const [ns, name] = splitKey(key);
     const canary = this.caches.canaries.get(ns, name);
     if (!canary) return;
@@ -486,7 +486,7 @@ export class Reconciler {
       for (const r of results) if (r.gateType) this.m.gateResults.labels(r.gateType, r.passed ? 'pass' : 'fail').inc();
     }
 
-    this.observeStepLag(seen.observed, t);
+    this.observeStepLag(seen.observed, t, queuedAt);
     this.observeOutcome(seen.observed, t);
     // Intent first: the status says what is being done before it is done, so
     // that a process killed in between resumes the same step.
@@ -519,13 +519,23 @@ export class Reconciler {
     if (t.requeueAt !== undefined) return { requeueAfterMs: Math.max(0, t.requeueAt - Date.now()) };
   }
 
-  /** Time from a step's due time (last step + interval) to the sync that took it. */
-  private observeStepLag(observed: Observed, t: Transition): void {
+  /**
+   * Time from a step's due time (last step + interval) to the sync that took
+   * it; and the reconciler's own part of it: from the later of the due time
+   * and the moment the key was queued (by its timer, or by the event that
+   * made the step's preconditions hold, such as the copy's Pods turning
+   * ready) to the sync. The first counts waits for other controllers; the
+   * second only this process.
+   */
+  private observeStepLag(observed: Observed, t: Transition, queuedAt: number): void {
     const before = observed.status.lastStepTime;
     const after = t.status.lastStepTime;
     if (!before || !after || before === after) return;
+    const now = Date.now();
     const due = Date.parse(before) + observed.analysis.intervalMs;
-    this.m.stepLag.observe(Math.max(0, Date.now() - due) / 1000);
+    const queuedWall = now - (performance.now() - queuedAt);
+    this.m.stepLag.observe(Math.max(0, now - due) / 1000);
+    this.m.stepOwnLag.observe(Math.max(0, now - Math.max(due, queuedWall)) / 1000);
   }
 
   /** Counts finished runs and their duration (from the run's start to its end). */
@@ -601,6 +611,12 @@ function reconcilerMetrics(r: Registry) {
     stepLag: r.histogram(
       'canary_gate_reconciler_step_lag_seconds',
       'Delay between the time an analysis step was due and the sync that took it.',
+      [],
+      [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    ) as Histogram,
+    stepOwnLag: r.histogram(
+      'canary_gate_reconciler_step_own_lag_seconds',
+      "The reconciler's own part of the step lag: from the later of a step's due time and the queueing of its Canary (its timer, or the event that let the step proceed) to the sync that took it.",
       [],
       [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     ) as Histogram,

@@ -26,7 +26,8 @@ export interface WorkResult {
   requeueAfterMs?: number;
 }
 
-export type Worker = (key: string) => Promise<WorkResult | void>;
+/** Processes one key; queuedAt is when it became ready to process (performance.now()), for lag figures. */
+export type Worker = (key: string, queuedAt: number) => Promise<WorkResult | void>;
 
 export interface WorkQueueOptions {
   name?: string;
@@ -325,15 +326,15 @@ export class WorkQueue {
       this.opts.onQueueLatency?.(t - since);
       this.dirty.delete(key);
       this.processing.set(key, t);
-      void this.process(key, t);
+      void this.process(key, t, since);
     }
   }
 
-  private async process(key: string, started: number): Promise<void> {
+  private async process(key: string, started: number, queuedAt: number): Promise<void> {
     let result: WorkResult | void = undefined;
     let failed = false;
     try {
-      const work = this.worker!(key);
+      const work = this.worker!(key, queuedAt);
       if (this.workTimeoutMs > 0) {
         // A late rejection of abandoned work must not surface as unhandled.
         Promise.resolve(work).catch(() => undefined);

@@ -138,7 +138,8 @@ run kube-controller-manager "$dir/bin/kube-controller-manager" --kubeconfig="$kc
   --bind-address=127.0.0.1 --secure-port="$CONTROLLER_MANAGER_PORT" --leader-elect=false \
   --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
   --controllers='*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route' \
-  --concurrent-deployment-syncs=10 --concurrent-replicaset-syncs=10
+  --concurrent-deployment-syncs=10 --concurrent-replicaset-syncs=10 \
+  --kube-api-qps=200 --kube-api-burst=400
 run kube-scheduler "$dir/bin/kube-scheduler" --kubeconfig="$kc" \
   --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
   --bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" --leader-elect=false

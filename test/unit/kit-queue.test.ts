@@ -34,6 +34,23 @@ describe('kit WorkQueue', function () {
     assert.deepEqual(seen, ['ns/a', 'ns/b']);
   });
 
+  it('tells the worker when the key was queued: a key that waited behind a busy worker says so (the step-lag figures use it)', async function () {
+    queue = new WorkQueue();
+    const hold = gate();
+    const waited = new Map<string, number>();
+    void queue.run(async (key, queuedAt) => {
+      waited.set(key, performance.now() - queuedAt);
+      if (key === 'ns/slow') await hold.promise;
+    }, 1);
+    queue.add('ns/slow');
+    queue.add('ns/next');
+    await sleep(60);
+    hold.open();
+    await queue.whenIdle();
+    assert.ok((waited.get('ns/slow') ?? Infinity) < 30, `the first key started at once (${waited.get('ns/slow')} ms)`);
+    assert.ok((waited.get('ns/next') ?? 0) >= 50, `the second waited for the only worker (${waited.get('ns/next')} ms)`);
+  });
+
   it('never hands one key to two workers; a key added while in flight runs once more, after', async function () {
     queue = new WorkQueue();
     const running = new Map<string, number>();
