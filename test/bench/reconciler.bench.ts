@@ -1194,6 +1194,22 @@ async function main(): Promise<number> {
       ]),
     );
     if (!full) console.log(`(targets are set for N=1000, M=100; this run is N=${P.managed}, M=${P.progressing})`);
+    // One line for scripts (npm run bench:curve reads it).
+    console.log(
+      `BENCH_RESULT ${JSON.stringify({
+        managed: P.managed,
+        progressing: P.progressing,
+        idleReadsPerTick: idleReadsPerTick ?? null,
+        writesPerStep: writesPerStep ?? null,
+        ownLagP50: ownLagP50 ?? null,
+        ownLagP99: ownLagP99 ?? null,
+        lagP99: exactP99 ?? null,
+        lagMax: exactMax ?? null,
+        rssMb: rssMax,
+        cpuSecondsPerProgressing: P.progressing ? progCpu / P.progressing : null,
+        progressingWallSeconds: progWall,
+      })}`,
+    );
     if (!optedIn) console.log('(the opt-in label was removed from this run\'s namespaces before the push, to keep another canary-gate webhook off them)');
     console.log('');
     console.log('Details');
