@@ -86,6 +86,7 @@ describe('Canary fields: each has its effect, or is refused', function () {
       ['refuses portDiscovery in a weighted kubernetes run, where no Service of canary-gate carries the traffic', { service: { port: 80, portDiscovery: true } }, /service\.portDiscovery is honoured only by the providers kubernetes \(blue\/green and A\/B only/],
       ['refuses portDiscovery and autoscalerRef for a Service target', { targetRef: { apiVersion: 'v1', kind: 'Service', name: 'svc' }, service: { port: 80, portDiscovery: true }, analysis: { iterations: 2 }, autoscalerRef: { kind: 'HorizontalPodAutoscaler', name: 'h' } }, /autoscalerRef needs a Deployment target[\s\S]*portDiscovery needs a Deployment target/],
       ['refuses an autoscalerRef of an API version canary-gate does not read', { autoscalerRef: { apiVersion: 'autoscaling/v1', kind: 'HorizontalPodAutoscaler', name: 'h' } }, /autoscalerRef\.apiVersion: Unsupported value: "autoscaling\/v1"/],
+      ['refuses a targetRef apiVersion that does not fit its kind', { targetRef: { apiVersion: 'v1', kind: 'Deployment', name: 'web' } }, /apiVersion must be apps\/v1 for a Deployment and v1 for a Service/],
       ['refuses a ready threshold over 100 percent', { analysis: { canaryReadyThreshold: 101 } }, /canaryReadyThreshold: Invalid value: 101: .*less than or equal to 100/],
     ];
     for (const [title, spec, message] of cases) {

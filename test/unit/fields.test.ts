@@ -19,7 +19,8 @@ import type { Caches, ObjectCache } from '../../reconciler/observe/caches.js';
 import { buildSyncContext } from '../../reconciler/observe/context.js';
 import { Routers, routerTraits } from '../../reconciler/routers/index.js';
 import { buildCanaryRouterService } from '../../reconciler/routers/kubernetes.js';
-import { routerPortsFor } from '../../reconciler/routers/services.js';
+import { desiredRoute, routePlan } from '../../reconciler/routers/gatewayapi.js';
+import { RouterServices, routerPortsFor } from '../../reconciler/routers/services.js';
 
 type Call = [string, Record<string, unknown>];
 
@@ -308,5 +309,45 @@ describe('fields: analysis.stepWeightPromotion', () => {
     assert.equal(plain.status.phase, 'Succeeded');
     const kube = transition(promotingObserved({ ...spec, provider: 'kubernetes' }, start, T0 + 1000));
     assert.equal(kube.status.phase, 'Succeeded');
+  });
+});
+
+// ------------------------------------------------------------------ metadata of what the routers create
+
+describe('fields: service.apex, service.primary, service.canary and gatewayRefs[].sectionName', () => {
+  it('spec.service.primary and spec.service.canary labels and annotations go on <apex>-primary and <apex>-canary', async () => {
+    const canary = canaryWith({ provider: 'gatewayapi', service: { port: 80, primary: { labels: { tier: 'stable' }, annotations: { note: 'p' } }, canary: { labels: { tier: 'next' }, annotations: { note: 'c' } } } });
+    const { ctx, calls, api } = context(canary, [target()]);
+    // Nothing exists yet: reads answer 404, writes are recorded.
+    const core = new Proxy(api.core, { get: (t, m: string) => (m.startsWith('read') ? async () => Promise.reject(Object.assign(new Error('not found'), { code: 404 })) : (t as unknown as Record<string, unknown>)[m]) });
+    await new RouterServices(core).ensurePair(ctx);
+    const made = calls.filter(([m]) => m === 'core.createNamespacedService').map(([, a]) => a.body as k8s.V1Service);
+    const byName = Object.fromEntries(made.map((svc) => [svc.metadata?.name, svc.metadata]));
+    assert.equal(byName['web-primary']?.labels?.tier, 'stable');
+    assert.equal(byName['web-primary']?.annotations?.note, 'p');
+    assert.equal(byName['web-canary']?.labels?.tier, 'next');
+    assert.equal(byName['web-canary']?.annotations?.note, 'c');
+  });
+
+  it('spec.service.headers: every request and response operation (add, set, remove) becomes a header filter of the route', () => {
+    const headers = { request: { add: { 'x-a': '1' }, set: { 'x-b': '2' }, remove: ['x-c'] }, response: { add: { 'x-d': '3' }, set: { 'x-e': '4' }, remove: ['server'] } };
+    const { ctx } = context(canaryWith({ provider: 'gatewayapi', service: { port: 80, headers } }), [target()]);
+    const filters = desiredRoute(undefined, routePlan(ctx), 0).spec.rules?.[0]?.filters;
+    assert.deepEqual(filters, [
+      { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-b', value: '2' }], add: [{ name: 'x-a', value: '1' }], remove: ['x-c'] } },
+      { type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'x-e', value: '4' }], add: [{ name: 'x-d', value: '3' }], remove: ['server'] } },
+    ]);
+  });
+
+  it('spec.service.apex labels and annotations go on the apex route; a gatewayRef\'s group, kind and sectionName on its parentRef', () => {
+    const canary = canaryWith({
+      provider: 'gatewayapi',
+      service: { port: 80, apex: { labels: { team: 'shop' }, annotations: { owner: 'payments' } }, gatewayRefs: [{ name: 'public', namespace: 'gw', group: 'gateway.networking.k8s.io', kind: 'Gateway', sectionName: 'https' }] },
+    });
+    const { ctx } = context(canary, [target()]);
+    const route = desiredRoute(undefined, routePlan(ctx), 0);
+    assert.equal(route.metadata.labels?.team, 'shop');
+    assert.equal(route.metadata.annotations?.owner, 'payments');
+    assert.deepEqual(route.spec.parentRefs, [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'public', namespace: 'gw', sectionName: 'https' }]);
   });
 });
