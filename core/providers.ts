@@ -107,6 +107,9 @@ export interface FieldSupport {
   only?: Partial<Record<RouterFamily, { cel: string; test: (provider: string) => boolean; what: string }>>;
 }
 
+/** The families whose routers set exact weights (their own objects move the traffic, not the copy's size). */
+export const EXACT_WEIGHT_FAMILIES: readonly RouterFamily[] = ['gatewayapi', 'istio', 'smi', 'nginx', 'traefik', 'contour'];
+
 const hasService = (f: string) => `has(self.service.${f})`;
 const hasAnalysis = (f: string) => `has(self.analysis) && has(self.analysis.${f})`;
 
@@ -152,6 +155,16 @@ export const FIELD_SUPPORT: readonly FieldSupport[] = [
   { field: 'analysis.mirror', isSet: `${hasAnalysis('mirror')} && self.analysis.mirror`, families: ['gatewayapi', 'istio', 'contour', 'traefik'] },
   { field: 'analysis.mirrorWeight', isSet: hasAnalysis('mirrorWeight'), families: ['gatewayapi', 'istio', 'contour', 'traefik'] },
   { field: 'analysis.sessionAffinity', isSet: hasAnalysis('sessionAffinity'), families: ['gatewayapi', 'istio', 'traefik'] },
+  // Stepping traffic back to the promoted primary needs exact weights; the
+  // kubernetes router's weight is the copy's share of the ready Pods.
+  { field: 'analysis.stepWeightPromotion', isSet: hasAnalysis('stepWeightPromotion'), families: EXACT_WEIGHT_FAMILIES },
+  {
+    field: 'service.portDiscovery',
+    isSet: `${hasService('portDiscovery')} && self.service.portDiscovery`,
+    families: ['kubernetes', ...EXACT_WEIGHT_FAMILIES],
+    // A weighted kubernetes run creates no Service: the user's own carries the traffic.
+    only: { kubernetes: { cel: 'has(self.analysis) && has(self.analysis.iterations) && self.analysis.iterations > 0', test: () => true, what: 'kubernetes (blue/green and A/B only: its <apex>-canary Service)' } },
+  },
 ];
 
 /** Families that require a field (nginx clones the user's Ingress). */

@@ -212,6 +212,24 @@ const changeRecord = (description: string): JSONSchemaProps =>
     { description, required: ['revision'] },
   );
 
+/** Combinations of Canary fields that canary-gate cannot honour, refused with what to do instead. */
+export const CANARY_SPEC_RULES: readonly ValidationRule[] = [
+  {
+    rule: "!has(self.autoscalerRef) || self.targetRef.kind == 'Deployment'",
+    message: 'autoscalerRef needs a Deployment target: a Service target runs no Pods to scale',
+  },
+  {
+    rule: "!has(self.service.portDiscovery) || !self.service.portDiscovery || self.targetRef.kind == 'Deployment'",
+    message: 'service.portDiscovery needs a Deployment target: it exposes the container ports of its pod template',
+  },
+  {
+    // Deleting a Canary always hands the target back (ADR 0004 and the
+    // README's lifecycle): nothing of canary-gate is left to keep in place.
+    rule: '!has(self.revertOnDeletion) || self.revertOnDeletion',
+    message: 'revertOnDeletion: false is not supported: deleting a Canary always reverts (traffic back to the target\'s own Pods, every object canary-gate created removed or handed back); remove the field or set it to true',
+  },
+];
+
 const canarySpec: JSONSchemaProps = object(
   {
     targetRef: object(
@@ -233,11 +251,11 @@ const canarySpec: JSONSchemaProps = object(
     ),
     autoscalerRef: object(
       {
-        apiVersion: string({ description: 'e.g. autoscaling/v2' }),
+        apiVersion: string({ enum: ['autoscaling/v2', 'autoscaling/v2beta2'], description: 'The HPA is read through autoscaling/v2 (v2beta2 is the same object).' }),
         kind: string({ enum: ['HorizontalPodAutoscaler'] }),
         name: name('Name of the HorizontalPodAutoscaler in the same namespace.'),
       },
-      { description: 'The autoscaler of the target; copied for the canary.', required: ['kind', 'name'] },
+      { description: 'The HPA of the target: it keeps scaling the primary; the canary copy gets a clone <name>-canary (exact-weight providers), or, with the kubernetes provider, its minReplicas/maxReplicas bound the copy\'s size.', required: ['kind', 'name'] },
     ),
     ingressRef: object(
       {
@@ -259,7 +277,7 @@ const canarySpec: JSONSchemaProps = object(
         port: integer({ format: 'int32', minimum: 1, maximum: 65535, description: 'Port of the Services.' }),
         portName: string({ maxLength: 15, description: 'Name of the port; default http.' }),
         targetPort: { 'x-kubernetes-int-or-string': true, description: 'Container port number or name; defaults to port.' },
-        portDiscovery: boolean('Also expose the other container ports of the target.'),
+        portDiscovery: boolean('The Services canary-gate creates also expose every container port of the target\'s pod template.'),
         gatewayRefs: array(
           object(
             {
@@ -312,7 +330,7 @@ const canarySpec: JSONSchemaProps = object(
         maxWeight: weight('Largest canary traffic weight, in percent, before promotion.'),
         stepWeight: weight('Weight added at each step.'),
         stepWeights: array(weight('Weight of one step.'), { description: 'Explicit weights of the steps, ascending.', maxItems: 100 }),
-        stepWeightPromotion: weight('Weight moved to the primary at each promotion step.'),
+        stepWeightPromotion: weight('After the primary runs the promoted spec, the canary\'s weight goes down by this much per interval until 0 (exact-weight providers); unset: all at once.'),
         iterations: integer({ minimum: 0, description: 'Number of checks for A/B testing and blue/green.' }),
         match: array(httpMatch, { description: 'A/B testing: requests that go to the canary.', maxItems: 16 }),
         mirror: boolean('Copy the requests to the canary, whose answers are discarded, while it has no weight (blue/green: the whole run; canary: the first step).'),
@@ -329,8 +347,8 @@ const canarySpec: JSONSchemaProps = object(
             'x-kubernetes-validations': [{ rule: '!has(self.primaryCookieName) || self.primaryCookieName != self.cookieName', message: 'primaryCookieName must differ from cookieName' }],
           },
         ),
-        primaryReadyThreshold: percent('Percent of primary pods that must be ready.'),
-        canaryReadyThreshold: percent('Percent of canary pods that must be ready.'),
+        primaryReadyThreshold: percent('Percent of the primary\'s desired Pods that must be ready for it to count as ready; default 100.'),
+        canaryReadyThreshold: percent('Percent of the canary copy\'s desired Pods that must be ready for it to count as ready; default 100.'),
         metrics: array(
           object(
             {
@@ -392,13 +410,14 @@ const canarySpec: JSONSchemaProps = object(
           { rule: '!has(self.mirrorWeight) || (has(self.mirror) && self.mirror)', message: 'mirrorWeight needs mirror: true' },
           { rule: '!has(self.mirror) || !self.mirror || !has(self.match)', message: 'mirror and match cannot be combined: A/B sends the matching requests themselves to the canary' },
           { rule: '!has(self.sessionAffinity) || !has(self.iterations) || self.iterations == 0', message: 'sessionAffinity applies to weighted runs (no iterations)' },
+          { rule: '!has(self.stepWeightPromotion) || !has(self.iterations) || self.iterations == 0', message: 'stepWeightPromotion applies to weighted runs (no iterations): blue/green and A/B promote all at once' },
         ],
       },
     ),
     progressDeadlineSeconds: integer({ format: 'int32', minimum: 1, default: 600, description: 'Seconds a rollout may make no progress before it is rolled back.' }),
     skipAnalysis: boolean('Promote without analysis.'),
     suspend: boolean('Pause the canary: changes stay pending.'),
-    revertOnDeletion: boolean('Restore the target when the Canary is deleted.'),
+    revertOnDeletion: boolean('Deleting the Canary reverts: traffic back to the target\'s own Pods, the copy, its HPA and the router\'s own objects removed, routes handed back, the target unlabelled. Always done; false is refused.'),
     promotion: object(
       {
         identity: string({
@@ -439,7 +458,7 @@ const canarySpec: JSONSchemaProps = object(
       { description: 'When a change may move forward.' },
     ),
   },
-  { description: 'Desired canary behaviour.', required: ['targetRef', 'service'], 'x-kubernetes-validations': fieldSupportRules() },
+  { description: 'Desired canary behaviour.', required: ['targetRef', 'service'], 'x-kubernetes-validations': [...fieldSupportRules(), ...CANARY_SPEC_RULES] },
 );
 
 const canaryStatus: JSONSchemaProps = object(

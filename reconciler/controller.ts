@@ -501,8 +501,7 @@ export class Reconciler {
         if (!this.opts.isLeader(ns)) throw new NotLeaderError('not the leader');
       },
     };
-    const copyHpa = this.caches.hpas.get(ns, canaryName(canary.spec.targetRef.name));
-    if (copyHpa) hooks.copyHpa = copyHpa;
+    if (seen.autoscalers.copy) hooks.copyHpa = seen.autoscalers.copy;
     for (const effect of t.effects) {
       try {
         await applyEffect(effect, seen, hooks, this.api);

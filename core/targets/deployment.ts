@@ -14,8 +14,13 @@ function template(obj: TargetObject): Record<string, unknown> | undefined {
   return t && typeof t === 'object' ? t : undefined;
 }
 
-/** True when a Deployment has rolled out its current spec: every desired replica updated, ready and available, no old ones left. */
-export function deploymentRolledOut(obj: TargetObject | undefined): boolean {
+/**
+ * True when a Deployment has rolled out its current spec: every desired
+ * replica updated, no old ones left, and at least `readyPercent` percent of
+ * the desired replicas ready and available (analysis.primaryReadyThreshold /
+ * canaryReadyThreshold; default 100: all of them).
+ */
+export function deploymentRolledOut(obj: TargetObject | undefined, readyPercent = 100): boolean {
   if (!obj) return false;
   const d = obj as DeploymentShape;
   const want = d.spec?.replicas ?? 1;
@@ -23,10 +28,15 @@ export function deploymentRolledOut(obj: TargetObject | undefined): boolean {
   return (
     (s.observedGeneration ?? 0) >= (d.metadata?.generation ?? 0) &&
     (s.updatedReplicas ?? 0) >= want &&
-    (s.readyReplicas ?? 0) >= want &&
-    (s.availableReplicas ?? 0) >= want &&
+    enoughOf(s.readyReplicas ?? 0, want, readyPercent) &&
+    enoughOf(s.availableReplicas ?? 0, want, readyPercent) &&
     (s.replicas ?? 0) <= want
   );
+}
+
+/** `have` is at least `percent` percent of `want`, in integers (3 of 4 is 75 %, not 74.99...). */
+export function enoughOf(have: number, want: number, percent: number): boolean {
+  return have * 100 >= want * Math.min(100, Math.max(0, percent));
 }
 
 export const deploymentKind: TargetKind = {

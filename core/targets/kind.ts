@@ -76,8 +76,11 @@ export interface TargetKind extends HeldKind {
    * routing object (a Service).
    */
   readonly runsPods: boolean;
-  /** The live object has rolled out its spec completely (always true for a kind without Pods). */
-  rolledOut(obj: TargetObject): boolean;
+  /**
+   * The live object has rolled out its spec (always true for a kind without
+   * Pods): with `readyPercent` (default 100), that share of its Pods ready.
+   */
+  rolledOut(obj: TargetObject, readyPercent?: number): boolean;
   /** Desired Pods of the live object (0 for a kind without Pods). */
   replicas(obj: TargetObject): number;
 }

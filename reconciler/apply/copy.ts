@@ -311,7 +311,7 @@ export function apexServiceName(canary: Canary): string {
  * dropped) when the user has one, else the port described by spec.service.
  * spec.service.port is always among them (routes send traffic to it).
  */
-export function routerServicePorts(service: CanaryService | undefined, apex: k8s.V1Service | undefined): k8s.V1ServicePort[] {
+export function routerServicePorts(service: CanaryService | undefined, apex: k8s.V1Service | undefined, discovered: k8s.V1ServicePort[] = []): k8s.V1ServicePort[] {
   const out: k8s.V1ServicePort[] = [];
   for (const p of apex?.spec?.ports ?? []) {
     const port: k8s.V1ServicePort = { port: p.port, protocol: p.protocol ?? 'TCP', targetPort: p.targetPort ?? p.port };
@@ -324,6 +324,10 @@ export function routerServicePorts(service: CanaryService | undefined, apex: k8s
     const port: k8s.V1ServicePort = { name: service?.portName ?? 'http', port: wanted, protocol: 'TCP', targetPort: service?.targetPort ?? wanted };
     out.unshift(port);
   }
+  // service.portDiscovery: the target's other container ports (services.ts
+  // discoveredPorts); one a port above already leads to is not added twice.
+  const taken = (p: k8s.V1ServicePort) => out.some((o) => o.port === p.port || o.targetPort === p.targetPort || (!!p.name && (o.name === p.name || o.targetPort === p.name)));
+  for (const p of discovered) if (!taken(p)) out.push({ ...p });
   if (out.length > 1) {
     // Every port of a multi-port Service needs a unique name.
     const used = new Set(out.map((p) => p.name).filter(Boolean));

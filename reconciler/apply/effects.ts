@@ -6,15 +6,16 @@
 // the kind's adapter (core/targets/) and client (targets.ts) do.
 
 import * as k8s from '@kubernetes/client-node';
-import { COMMAND_ANNOTATIONS, FINALIZER, GROUP, MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC, TRUE, VERSION, canaryName } from '../../core/contract.js';
+import { COMMAND_ANNOTATIONS, FINALIZER, GROUP, MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC, TRUE, VERSION } from '../../core/contract.js';
 import { escapePointer, type JsonPatchOp } from '../../core/json.js';
-import { isAlreadyExists } from '../../core/api/client.js';
+import { isAlreadyExists, isNotFound } from '../../core/api/client.js';
 import type { SyncContext } from '../observe/context.js';
 import type { Effect } from '../decide/transition.js';
 import { buildCopy, copyChange, forReplace, ownedBy } from './copy.js';
 import { targetClient, type TargetClients } from './targets.js';
 import { splitFor } from '../routers/split.js';
-import { NameTakenError } from '../routers/owned.js';
+import { FIELD_MANAGER, NameTakenError } from '../routers/owned.js';
+import { buildCopyHpa, copyHpaUpdate, copyReplicasWithAutoscaler } from './autoscaler.js';
 
 export interface EffectClients extends TargetClients {
   custom: k8s.CustomObjectsApi;
@@ -143,11 +144,32 @@ export async function applyEffect(effect: Effect, ctx: SyncContext, hooks: Effec
   }
 }
 
+/** The copy's own HPA (spec.autoscalerRef, exact-weight routers), once the copy exists: created, or made to match the user's. */
+async function ensureCopyHpa(ctx: SyncContext, copy: k8s.V1Deployment | k8s.V1Service, api: EffectClients, write: Write): Promise<void> {
+  const { user, copy: current } = ctx.autoscalers;
+  if (!user || ctx.autoscalers.conflict) return;
+  const desired = buildCopyHpa(user, copy.metadata?.name ?? '', ctx.canary);
+  const name = desired.metadata?.name ?? '';
+  if (!current) {
+    await write(() => api.autoscaling.createNamespacedHorizontalPodAutoscaler({ namespace: ctx.namespace, body: desired, fieldManager: FIELD_MANAGER }));
+    return;
+  }
+  const body = copyHpaUpdate(current, desired, ctx.canary);
+  if (body) await write(() => api.autoscaling.replaceNamespacedHorizontalPodAutoscaler({ name, namespace: ctx.namespace, body, fieldManager: FIELD_MANAGER }));
+}
+
 /** An HPA named like the copy is deleted only when this Canary owns it: a user's own is never touched. */
 async function deleteCopyHpa(ctx: SyncContext, hooks: EffectHooks, api: EffectClients, write: Write): Promise<void> {
   const hpa = hooks.copyHpa;
   if (!hpa || !ownedBy(hpa, ctx.canary)) return;
-  await write(() => api.autoscaling.deleteNamespacedHorizontalPodAutoscaler({ name: hpa.metadata?.name ?? canaryName(ctx.canary.spec.targetRef.name), namespace: ctx.namespace }));
+  const uid = hpa.metadata?.uid;
+  await write(async () => {
+    try {
+      await api.autoscaling.deleteNamespacedHorizontalPodAutoscaler({ name: hpa.metadata?.name ?? '', namespace: ctx.namespace, ...(uid ? { body: { preconditions: { uid } } } : {}) });
+    } catch (err) {
+      if (!isNotFound(err)) throw err; // already gone (the cache had not shown it yet)
+    }
+  });
 }
 
 async function ensureCopy(effect: Extract<Effect, { type: 'ensure-canary-copy' }>, ctx: SyncContext, api: EffectClients, write: Write): Promise<void> {
@@ -159,7 +181,13 @@ async function ensureCopy(effect: Extract<Effect, { type: 'ensure-canary-copy' }
   const client = targetClient(ctx.kind, api);
   const desired = buildCopy(ctx, pending, effect.weight);
   const existing = ctx.liveCopy;
+  const ownHpa = !ctx.observed.router.copySharesUserService;
+  if (ctx.autoscalers.user && desired.kind === 'Deployment') {
+    const d = desired as k8s.V1Deployment;
+    d.spec = { ...(d.spec as k8s.V1DeploymentSpec), replicas: copyReplicasWithAutoscaler(d.spec?.replicas ?? 0, ctx.autoscalers, { ownHpa, runningReplicas: existing ? ctx.kind.replicas(existing) : 0 }) };
+  }
   if (!existing) return write(() => client.create(ns, desired));
+  if (ownHpa && ctx.kind.replicas(desired) > 0) await ensureCopyHpa(ctx, existing, api, write);
   const change = copyChange(existing, desired);
   if (change === 'none') return;
   if (change === 'recreate') {

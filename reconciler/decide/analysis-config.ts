@@ -14,6 +14,8 @@ export interface ResolvedAnalysis {
   maxWeight: number;
   iterations: number;
   match: HttpMatch[];
+  /** Weight moved back to the promoted primary per interval (0: all at once). */
+  stepWeightPromotion: number;
   /** Percent of the requests copied to the canary while it has no weight (0: no mirroring). */
   mirrorPercent: number;
   progressDeadlineMs: number;
@@ -83,6 +85,7 @@ export function resolveAnalysis(spec: CanarySpec): ResolvedAnalysis {
     maxWeight: weights[weights.length - 1] ?? DEFAULT_MAX_WEIGHT,
     iterations,
     match,
+    stepWeightPromotion: strategy === 'canary' ? (a.stepWeightPromotion ?? 0) : 0,
     mirrorPercent: a.mirror ? (a.mirrorWeight ?? 100) : 0,
     progressDeadlineMs: (spec.progressDeadlineSeconds ?? DEFAULT_PROGRESS_DEADLINE_SECONDS) * 1000,
     skipAnalysis: spec.skipAnalysis ?? false,

@@ -52,6 +52,10 @@ export const EventReason = {
   Resumed: 'Resumed',
   /** A pending change waits for an upstream stage (spec.promotion.after); once per reason. */
   WaitingUpstream: 'WaitingUpstream',
+  /** spec.autoscalerRef names a HorizontalPodAutoscaler that does not exist: runs hold. */
+  AutoscalerNotFound: 'AutoscalerNotFound',
+  /** One step of traffic back to the promoted primary (analysis.stepWeightPromotion). */
+  PromotionStep: 'PromotionStep',
 } as const;
 export type EventReason = (typeof EventReason)[keyof typeof EventReason];
 
@@ -93,6 +97,8 @@ export const ConditionType = {
   Held: 'Held',
   /** False while an upstream stage (spec.promotion.after) has not promoted the pending change. */
   UpstreamReady: 'UpstreamReady',
+  /** False while spec.autoscalerRef names a HorizontalPodAutoscaler that does not exist: no run starts or advances. */
+  AutoscalerReady: 'AutoscalerReady',
 } as const;
 export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
 
@@ -116,6 +122,10 @@ export const ConditionReason = {
   Resumed: 'Resumed',
   /** UpstreamReady: every upstream stage promoted the change. */
   UpstreamPromoted: 'UpstreamPromoted',
+  /** AutoscalerReady=False: the HPA of spec.autoscalerRef does not exist. */
+  AutoscalerNotFound: 'AutoscalerNotFound',
+  /** AutoscalerReady=True: it exists (again). */
+  AutoscalerFound: 'AutoscalerFound',
   /** UpstreamReady=False: an upstream stage has not promoted the change yet. */
   UpstreamPending: 'UpstreamPending',
   /** UpstreamReady=False: an upstream stage rolled the change back. */

@@ -87,6 +87,8 @@ export interface Observed {
    * to rename. No run starts or advances while there are any.
    */
   blockers: string[];
+  /** spec.autoscalerRef names an HPA that does not exist (what to fix): no run starts or advances. */
+  autoscalerMissing?: string;
   /** A change freeze or a closed promotion window: runs hold at their current step, no pending change starts. */
   hold?: Hold;
   /** What identifies the pending and the live change across stages (decide/stages.ts). */
@@ -231,7 +233,7 @@ class Machine {
     if (!obs.hasFinalizer) this.effects.push({ type: 'add-finalizer' });
     // A name the Canary needs is the user's: no run starts or advances (a
     // promotion already written still completes).
-    const blocked = this.noteBlockers();
+    const blocked = [this.noteBlockers(), this.noteAutoscaler()].some(Boolean);
     this.noteHold();
     switch (phase) {
       case 'Initialized':
@@ -553,7 +555,35 @@ class Machine {
       }
       return this.requeue(POLL_MS);
     }
+    if (this.stepsBackToPrimary()) return;
     this.finalise();
+  }
+
+  /**
+   * analysis.stepWeightPromotion, on a router with exact weights: the primary
+   * now runs the promoted spec, and the copy's weight goes down by one step
+   * per interval instead of all at once; at 0 the run finalises. True while
+   * steps remain. The weight in force is re-asserted every sync, so a
+   * process killed between the status write and the router write resumes.
+   */
+  private stepsBackToPrimary(): boolean {
+    const step = this.obs.analysis.stepWeightPromotion;
+    const weight = this.status.canaryWeight ?? 0;
+    if (!(step > 0) || this.obs.router.copySharesUserService || weight <= 0) return false;
+    const revision = this.status.pendingRevision ?? '';
+    if (!this.due()) {
+      this.effects.push({ type: 'set-weight', weight, revision });
+      return true;
+    }
+    const next = Math.max(0, weight - step);
+    this.status.lastStepTime = iso(this.obs.now);
+    if (next === 0) return false;
+    this.status.canaryWeight = next;
+    this.effects.push({ type: 'set-weight', weight: next, revision });
+    this.status.message = `promoting ${revision}: primary weight ${100 - next}`;
+    this.event('Normal', EventReason.PromotionStep, `${revision} is live on the primary; primary weight ${100 - next}, canary ${next}`, revision);
+    this.requeue(this.obs.analysis.intervalMs);
+    return true;
   }
 
   private finalise(): void {
@@ -602,17 +632,30 @@ class Machine {
    * there are any.
    */
   private noteBlockers(): boolean {
-    const blockers = this.obs.blockers;
-    const current = this.status.conditions?.find((c) => c.type === ConditionType.NameTaken);
-    if (blockers.length === 0) {
-      if (current?.status === 'True') this.setCondition(ConditionType.NameTaken, 'False', ConditionReason.NamesFree, 'every name the Canary needs is free');
+    const problem = this.obs.blockers.length > 0 ? this.obs.blockers.join('; ') : undefined;
+    return this.noteProblem(problem, { type: ConditionType.NameTaken, problem: 'True', reason: ConditionReason.NameTaken, event: EventReason.NameTaken }, { reason: ConditionReason.NamesFree, message: 'every name the Canary needs is free' });
+  }
+
+  /** Reports a spec.autoscalerRef naming no HPA (condition AutoscalerReady=False, a Warning Event); true while it does. */
+  private noteAutoscaler(): boolean {
+    return this.noteProblem(this.obs.autoscalerMissing, { type: ConditionType.AutoscalerReady, problem: 'False', reason: ConditionReason.AutoscalerNotFound, event: EventReason.AutoscalerNotFound }, { reason: ConditionReason.AutoscalerFound, message: 'the HorizontalPodAutoscaler of spec.autoscalerRef exists' });
+  }
+
+  /**
+   * A condition that holds every run while `problem` is set: set with a
+   * Warning Event when the problem appears or changes, turned back once it
+   * is gone (a condition never set stays absent). True while it holds.
+   */
+  private noteProblem(problem: string | undefined, bad: { type: ConditionType; problem: Condition['status']; reason: ConditionReason; event: EventReason }, good: { reason: ConditionReason; message: string }): boolean {
+    const current = this.status.conditions?.find((c) => c.type === bad.type);
+    if (problem === undefined) {
+      if (current?.status === bad.problem) this.setCondition(bad.type, bad.problem === 'True' ? 'False' : 'True', good.reason, good.message);
       return false;
     }
-    const message = blockers.join('; ');
     const revision = this.obs.target.pendingRevision ?? this.status.pendingRevision ?? this.obs.target.liveRevision;
-    if (current?.status !== 'True' || current.message !== message) this.event('Warning', EventReason.NameTaken, message, revision);
-    this.setCondition(ConditionType.NameTaken, 'True', ConditionReason.NameTaken, message);
-    this.status.message = `held: ${message}`;
+    if (current?.status !== bad.problem || current.message !== problem) this.event('Warning', bad.event, problem, revision);
+    this.setCondition(bad.type, bad.problem, bad.reason, problem);
+    this.status.message = `held: ${problem}`;
     this.requeue(10_000);
     return true;
   }

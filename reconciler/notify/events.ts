@@ -57,6 +57,8 @@ export const ALERT_RULES: Readonly<Record<EventReason, Rule>> = {
   Held: 'quiet',
   Resumed: 'quiet',
   WaitingUpstream: { severity: 'info', summary: 'waiting for an upstream stage' },
+  AutoscalerNotFound: { severity: 'warn', summary: 'the autoscaler the Canary names does not exist' },
+  PromotionStep: 'quiet',
 };
 
 /** How a rollback alert opens, by its cause. */

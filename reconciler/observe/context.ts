@@ -11,6 +11,7 @@ import { COMMAND_ANNOTATIONS, FINALIZER, FREEZE_ALL, FREEZE_LABEL, MANAGED_LABEL
 import type { Canary } from '../../core/api/types.js';
 import { revisionOfCanonical } from '../../core/revision.js';
 import { liveRevision, targetKind, type TargetKind } from '../../core/targets/index.js';
+import { autoscalerView, type AutoscalerView } from '../apply/autoscaler.js';
 import { createdByCanaryGate, ownedBy } from '../apply/copy.js';
 import { resolveAnalysis } from '../decide/analysis-config.js';
 import type { CanaryCopyView, Commands, Hold, Observed, RolloutStatus, TargetView } from '../decide/transition.js';
@@ -83,6 +84,8 @@ export interface SyncContext extends RouterContext {
   pending?: PendingChange;
   /** Set when the pending annotations are unusable; the run does not start. */
   pendingError?: string;
+  /** The user's HPA (spec.autoscalerRef) and the copy's, when the Canary names one. */
+  autoscalers: AutoscalerView;
   /** The state machine's view. */
   observed: Observed;
 }
@@ -141,7 +144,7 @@ export function buildSyncContext(canary: Canary, caches: Caches, router: Router,
   const liveCopy = foreign ? undefined : found;
   const service = caches.services.get(namespace, canary.spec.service?.name ?? name);
 
-  const ctx: SyncContext = { key: `${namespace}/${canary.metadata.name ?? ''}`, canary, namespace, kind, router, observed: undefined as unknown as Observed };
+  const ctx: SyncContext = { key: `${namespace}/${canary.metadata.name ?? ''}`, canary, namespace, kind, router, autoscalers: autoscalerView(canary, caches.hpas), observed: undefined as unknown as Observed };
   if (live) ctx.live = live;
   if (liveCopy) ctx.liveCopy = liveCopy;
   if (service) ctx.service = service;
@@ -162,7 +165,7 @@ export function buildSyncContext(canary: Canary, caches: Caches, router: Router,
       exists: true,
       managed: live.metadata?.labels?.[MANAGED_LABEL] === TRUE,
       liveRevision: liveRevision(kind, live),
-      ready: kind.rolledOut(live),
+      ready: kind.rolledOut(live, canary.spec.analysis?.primaryReadyThreshold),
       replicas: kind.replicas(live),
     };
     if (ctx.pending) targetView.pendingRevision = ctx.pending.revision;
@@ -176,7 +179,7 @@ export function buildSyncContext(canary: Canary, caches: Caches, router: Router,
     const revision = liveCopy.metadata?.labels?.[REVISION_LABEL];
     if (kind.runsPods) {
       const d = liveCopy as k8s.V1Deployment;
-      copyView = { exists: true, replicas: d.spec?.replicas ?? 1, ready: kind.rolledOut(d), readyReplicas: d.status?.readyReplicas ?? 0 };
+      copyView = { exists: true, replicas: d.spec?.replicas ?? 1, ready: kind.rolledOut(d, canary.spec.analysis?.canaryReadyThreshold), readyReplicas: d.status?.readyReplicas ?? 0 };
     } else {
       copyView = { exists: true, replicas: 1, ready: true, readyReplicas: 1 };
     }
@@ -200,8 +203,10 @@ export function buildSyncContext(canary: Canary, caches: Caches, router: Router,
     blockers: [
       ...(foreign ? [`${kind.kind} ${namespace}/${canaryName(name)} exists and was not created by canary-gate; canary-gate leaves it alone: rename it, or the target, to run canaries`] : []),
       ...router.conflicts(ctx),
+      ...(ctx.autoscalers.conflict ? [ctx.autoscalers.conflict] : []),
     ],
   };
+  if (ctx.autoscalers.missing) ctx.observed.autoscalerMissing = ctx.autoscalers.missing;
   ctx.observed.changes = changes;
   if (canary.spec.promotion?.identity) ctx.observed.identityMode = canary.spec.promotion.identity;
   const hold = holdOf(canary, caches, now, holdSources);

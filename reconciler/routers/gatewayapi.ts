@@ -484,6 +484,17 @@ export function releasedRoute(existing: HTTPRoute, plan: RoutePlan, handBackTo?:
   return route;
 }
 
+/**
+ * True when the route was handed back by this Canary's finalize already: not
+ * its own any more, and its only rule of canary-gate's is the weight rule
+ * sending everything to the apex Service. Finalizing again must leave it.
+ */
+export function handedBack(route: HTTPRoute, plan: RoutePlan, canary: Canary): boolean {
+  if (ownedBy(route, canary)) return false;
+  const ours = (route.spec?.rules ?? []).filter(isOurRule);
+  return ours.length > 0 && ours.every((r) => r.name === WEIGHT_RULE && (r.backendRefs ?? []).every((b) => b.name === plan.name));
+}
+
 /** Rules of the route that are not canary-gate's. */
 export function foreignRules(route: HTTPRoute | undefined): RouteRule[] {
   return (route?.spec?.rules ?? []).filter((r) => !isOurRule(r));
@@ -597,6 +608,9 @@ export class GatewayApiRouter implements Router {
     // already (desiredRoute on the cached route changes nothing).
     const cached = this.cached(plan.namespace, plan.name);
     if (cached && !routeDiffers(cached, desiredRoute(cached, plan, weight, ab, extras))) return;
+    // A Canary being deleted that already handed its route back (a retried
+    // sync) must not take it again, nor make its Services again.
+    if (ctx.canary.metadata.deletionTimestamp && (!cached || handedBack(cached, plan, ctx.canary))) return;
     await this.services.ensurePair(ctx);
     await this.writeRoute(ctx, plan, (cur) => desiredRoute(cur, plan, weight, ab, extras));
   }
@@ -609,7 +623,7 @@ export class GatewayApiRouter implements Router {
   async finalize(ctx: RouterContext): Promise<void> {
     const plan = routePlan(ctx);
     const route = await this.read(plan.namespace, plan.name);
-    if (route && !controlledByAnotherCanary(route, ctx.canary)) {
+    if (route && !controlledByAnotherCanary(route, ctx.canary) && !handedBack(route, plan, ctx.canary)) {
       const involved = (r: HTTPRoute | undefined): r is HTTPRoute => !!r && (ownedBy(r, ctx.canary) || (r.spec?.rules ?? []).some(isOurRule));
       // 1. Everything to the primary, in our rules as they are (a route
       //    without our rules is not touched).

@@ -18,10 +18,10 @@
 import type * as k8s from '@kubernetes/client-node';
 import type { Canary } from '../../core/api/types.js';
 import { CANARY_ROLE, CANARY_SUFFIX, ROLE_LABEL } from '../../core/contract.js';
-import { apexServiceName, buildRouterService, renameSelectorLabels, routerServicePorts, selectorKeys } from '../apply/copy.js';
+import { apexServiceName, buildRouterService, renameSelectorLabels, selectorKeys } from '../apply/copy.js';
 import type { ObjectCache } from '../observe/caches.js';
 import type { Router, RouterContext, RouterTraits, Split, Weights } from './router.js';
-import { RouterServices } from './services.js';
+import { RouterServices, routerPortsFor } from './services.js';
 
 /** A percentage of traffic below which a split counts as reached: getWeights reports whole percents. */
 const WEIGHT_TOLERANCE = 0.005;
@@ -82,7 +82,7 @@ export function buildCanaryRouterService(ctx: RouterContext): k8s.V1Service {
     name: `${svc}${CANARY_SUFFIX}`,
     namespace: ctx.namespace,
     selector: canaryServiceSelector(ctx),
-    ports: routerServicePorts(ctx.canary.spec.service, ctx.service),
+    ports: routerPortsFor(ctx),
     canary: ctx.canary,
     ...(ctx.canary.spec.service?.canary ? { overrides: ctx.canary.spec.service.canary } : {}),
   });

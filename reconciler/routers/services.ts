@@ -59,7 +59,7 @@ export class RouterServices {
         name: `${svc}${PRIMARY_SUFFIX}`,
         namespace: ctx.namespace,
         selector: primarySelector(ctx),
-        ports: routerServicePorts(ctx.canary.spec.service, ctx.service),
+        ports: routerPortsFor(ctx),
         canary: ctx.canary,
         ...(ctx.canary.spec.service?.primary ? { overrides: ctx.canary.spec.service.primary } : {}),
       }),
@@ -108,4 +108,27 @@ export function renamedCanaryPodLabels(ctx: RouterContext, podLabels: Record<str
 export function sizedLikePrimary(ctx: RouterContext, primaryReplicas: number): number {
   if (ctx.canary.spec.targetRef.kind === 'Service') return 0;
   return Math.max(1, primaryReplicas);
+}
+
+/**
+ * The container ports of the target's pod template, as Service ports (name,
+ * port, protocol; the port is its own target), for service.portDiscovery.
+ * Empty when the field is not true or the target runs no Pods.
+ */
+export function discoveredPorts(ctx: RouterContext): k8s.V1ServicePort[] {
+  if (ctx.canary.spec.service?.portDiscovery !== true) return [];
+  const out: k8s.V1ServicePort[] = [];
+  for (const c of ctx.target?.spec?.template?.spec?.containers ?? []) {
+    for (const p of c.ports ?? []) {
+      const port: k8s.V1ServicePort = { port: p.containerPort, protocol: p.protocol ?? 'TCP', targetPort: p.containerPort };
+      if (p.name) port.name = p.name;
+      out.push(port);
+    }
+  }
+  return out;
+}
+
+/** Ports of the Services a router creates: the apex's or spec.service's, and with portDiscovery every container port. */
+export function routerPortsFor(ctx: RouterContext): k8s.V1ServicePort[] {
+  return routerServicePorts(ctx.canary.spec.service, ctx.service, discoveredPorts(ctx));
 }

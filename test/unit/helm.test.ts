@@ -40,7 +40,9 @@ async function chartValues(): Promise<Record<string, unknown>> {
   return loadYaml<Record<string, unknown>>(await readFile(join(chartDir, 'values.yaml'), 'utf8'));
 }
 
-describe('deploy: Helm chart', () => {
+describe('deploy: Helm chart', function () {
+  // Renders and writes every generated file: seconds, not milliseconds, on a busy machine.
+  this.timeout(20_000);
   it('is up to date on disk (the same check as canary-gate manifests --check)', async () => {
     const files = generateFiles();
     const chart = [...files.keys()].filter((p) => p.startsWith(`${CHART_DIR}/`));

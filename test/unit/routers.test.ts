@@ -561,6 +561,23 @@ describe('gatewayapi router against an in-memory API', () => {
         assert.ok(verbs.lastIndexOf('replace route/web') < verbs.indexOf('delete service/web-primary'), `the route leaves web-primary before it goes: ${verbs.join(', ')}`);
       });
 
+      it('a deleting Canary that handed its route back keeps it handed back when its sync is retried (set-weight, finalize again)', async () => {
+        const api = new FakeApi();
+        const r = gatewayRouter(api, withCaches);
+        const c = ctx(gatewayCanary());
+        await r.reconcile(c);
+        await r.setWeight(c, { weight: 40 });
+        api.sync();
+        await r.finalize(c);
+        api.sync();
+        const deleting = { ...c, canary: { ...c.canary, metadata: { ...c.canary.metadata, deletionTimestamp: new Date() } } };
+        await r.setWeight(deleting, { weight: 0 });
+        await r.finalize(deleting);
+        const kept = api.routes.get('web');
+        assert.deepEqual(kept?.spec.rules?.map((x) => x.backendRefs?.map((b) => b.name)), [['web']], 'still everything to the apex Service');
+        assert.equal(api.services.size, 0, 'its Services are not made again');
+      });
+
       it('finalizes a route the user added rules to: handed back to the apex Service, kept', async () => {
         const api = new FakeApi();
         const r = gatewayRouter(api, withCaches);

@@ -1024,6 +1024,8 @@ describe('transition: the rollout state machine', () => {
         provider: rng.pick(['kubernetes', 'gatewayapi'] as const),
         analysis,
       };
+      // Promotion in steps (exact weights only): a kill mid-steps must resume them.
+      if (spec.provider === 'gatewayapi' && !blueGreen && rng.chance(0.5)) analysis.stepWeightPromotion = rng.pick([10, 25, 60]);
       const pushes = [{ revision: 'r1', afterCalls: 1 + rng.int(3) }];
       // A second change mid-run. Not combined with confirm-rollout: see the
       // skipped "restarts for a new revision mid-run when a confirm-rollout
@@ -1278,6 +1280,10 @@ describe('transition: the rollout state machine', () => {
           assert.equal(world.status.failedRevision, world.target.pendingRevision, ctx);
         }
         for (const r of world.promotions) assert.ok(sc.pushes.some((p) => p.revision === r), ctx);
+        const step = sc.spec.analysis?.stepWeightPromotion ?? 0;
+        if (world.status.phase === 'Succeeded' && step > 0 && resolveAnalysis(sc.spec).maxWeight > step) {
+          assert.ok(told.some((e) => e.reason === 'PromotionStep'), `${ctx}: traffic moved back to the primary in steps of ${step}`);
+        }
         // told once per run however often the process was killed: one Succeeded per promotion,
         // one post-rollout per finished run, each about the revision of that run
         assert.deepEqual(told.filter((e) => e.reason === 'Succeeded').map((e) => e.revision), world.promotions, `${ctx}: Succeeded told`);
