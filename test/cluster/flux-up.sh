@@ -132,16 +132,15 @@ run() { # name, then the command
 }
 log "starting the git server on 127.0.0.1:$FLUX_GIT_PORT, source-controller and kustomize-controller"
 run git-server "$flux_dir/bin/git-server" -listen "127.0.0.1:$FLUX_GIT_PORT" -root "$dir/flux/git"
-# RUNTIME_NAMESPACE is where a controller records its own Events and leases.
-RUNTIME_NAMESPACE=$FLUX_NAMESPACE run source-controller "$flux_dir/bin/source-controller" \
-  --kubeconfig="$dir/flux-source-controller.kubeconfig" \
+# RUNTIME_NAMESPACE is where a controller records its own Events and leases;
+# outside a cluster, controller-runtime reads KUBECONFIG.
+KUBECONFIG="$dir/flux-source-controller.kubeconfig" RUNTIME_NAMESPACE=$FLUX_NAMESPACE run source-controller "$flux_dir/bin/source-controller" \
   --enable-leader-election=false --watch-all-namespaces=true \
   --storage-path="$dir/flux/storage" \
   --storage-addr="127.0.0.1:$FLUX_STORAGE_PORT" --storage-adv-addr="127.0.0.1:$FLUX_STORAGE_PORT" \
   --metrics-addr="127.0.0.1:$FLUX_SOURCE_METRICS_PORT" --health-addr="127.0.0.1:$FLUX_SOURCE_HEALTH_PORT" \
   --events-addr= --log-level=info --concurrent=4
-RUNTIME_NAMESPACE=$FLUX_NAMESPACE run kustomize-controller "$flux_dir/bin/kustomize-controller" \
-  --kubeconfig="$dir/flux-kustomize-controller.kubeconfig" \
+KUBECONFIG="$dir/flux-kustomize-controller.kubeconfig" RUNTIME_NAMESPACE=$FLUX_NAMESPACE run kustomize-controller "$flux_dir/bin/kustomize-controller" \
   --enable-leader-election=false --watch-all-namespaces=true \
   --metrics-addr="127.0.0.1:$FLUX_KUSTOMIZE_METRICS_PORT" --health-addr="127.0.0.1:$FLUX_KUSTOMIZE_HEALTH_PORT" \
   --events-addr= --log-level=info --concurrent=4
