@@ -158,6 +158,21 @@ describe('GitOps with the real Flux (git push, source-controller, kustomize-cont
     assert.equal(k?.status?.lastAppliedRevision, revision);
     assert.ok(k?.status?.inventory?.entries?.some((e) => e.id === `${ns}_${name}_apps_Deployment`), 'the Deployment is in Flux\'s inventory');
 
+    // Field ownership after the promotion (canary-gate wrote the template with an update).
+    const owners = JSON.parse(await kubectlOk(['-n', ns, 'get', 'deployment', name, '-o', 'json', '--show-managed-fields'])) as Deploy;
+    const imageOwners = (owners.metadata.managedFields ?? [])
+      .filter((f) => JSON.stringify((f as { fieldsV1?: unknown }).fieldsV1 ?? {}).includes('"f:image"'))
+      .map((f) => `${f.manager}/${f.operation}`);
+    const sameAgain = await kubectl(['-n', ns, 'apply', '--server-side', '--dry-run=server', '--field-manager=kubectl', '-f', '-'], { input: appFiles(name, '2', gates, { hold: true })['deployment.yaml'] });
+    const next = await kubectl(['-n', ns, 'apply', '--server-side', '--dry-run=server', '--field-manager=kubectl', '-f', '-'], { input: appFiles(name, '3', gates, { hold: true })['deployment.yaml'] });
+    console.log(`      [flux] after the promotion: image owned by ${imageOwners.join(', ')}; kubectl apply --server-side of git's manifest: ${sameAgain.code === 0 ? 'ok' : sameAgain.stderr.trim()}; of a new image: ${next.code === 0 ? 'ok' : next.stderr.trim()}`);
+    // Known and documented: the promoted fields are canary-gate's (an update);
+    // Flux forces ownership on its applies (the next commit goes through:
+    // see the next test), the same manifest again applies cleanly, and a plain
+    // `kubectl apply --server-side` of a new value needs --force-conflicts.
+    assert.deepEqual(imageOwners, ['canary-gate/Update']);
+    assert.equal(sameAgain.code, 0, sameAgain.stderr);
+    assert.match(next.stderr, /conflict with "canary-gate".*\.image/);
     const actions = fluxApplyActions(ns, name, id).slice(appliesBefore);
     const configured = actions.filter((a) => a !== 'unchanged');
     const decisions = webhookDecisions(SHARED_WEBHOOK_LOG, ns, name);
