@@ -4,7 +4,7 @@ SHELL := /bin/bash
 NPM ?= npm
 MOCHA := node_modules/.bin/mocha
 
-.PHONY: help deps build image test test-unit test-e2e bench demo demo-rollback demo-traefik demo-gitops deploy cluster-up cluster-down cluster-build manifests clean
+.PHONY: help deps build image test test-unit test-e2e bench demo demo-rollback demo-traefik deploy cluster-up cluster-down cluster-build manifests clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -49,9 +49,6 @@ demo-rollback: build cluster-build ## The local demo with a failing smoke test: 
 
 demo-traefik: build cluster-build ## The local demo through a real Traefik v3 (gatewayapi router, exact weights)
 	node dist/test/demo/demo.js --traefik
-
-demo-gitops: build cluster-build ## The local demo through git and a real Flux: commit, push, Flux applies, canary-gate rolls out
-	node dist/test/demo/demo.js --gitops
 
 deploy: ## Install into the cluster of the current kubeconfig (kubectl apply -k deploy/base)
 	kubectl apply --server-side -k deploy/base

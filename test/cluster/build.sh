@@ -430,6 +430,97 @@ GO
   (cd "$w" && CGO_ENABLED=0 GOFLAGS= go build -trimpath -ldflags "-s -w" -o "$flux_bin/git-server" .)
 }
 
+# lua-health: runs an Argo CD resource health check (Lua, as in argocd-cm's
+# resource.customizations.health.*) against objects with gopher-lua, the
+# interpreter Argo CD embeds: the object is the global `obj`, the script's
+# return value the health. Reads a JSON array of objects on stdin, prints a
+# JSON array of {status, message}.
+build_lua_health() {
+  [ -x "$flux_bin/lua-health" ] && return 0
+  need_go
+  log "building lua-health (gopher-lua $GOPHER_LUA_VERSION)"
+  local w="$cache/gowork/lua-health-$GOPHER_LUA_VERSION"
+  mkdir -p "$w" "$flux_bin"
+  cat >"$w/main.go" <<'GO'
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+func toLua(L *lua.LState, v any) lua.LValue {
+	switch x := v.(type) {
+	case bool:
+		return lua.LBool(x)
+	case float64:
+		return lua.LNumber(x)
+	case string:
+		return lua.LString(x)
+	case []any:
+		t := L.NewTable()
+		for _, e := range x {
+			t.Append(toLua(L, e))
+		}
+		return t
+	case map[string]any:
+		t := L.NewTable()
+		for k, e := range x {
+			t.RawSetString(k, toLua(L, e))
+		}
+		return t
+	}
+	return lua.LNil
+}
+
+func field(t *lua.LTable, key string) any {
+	if v := t.RawGetString(key); v != lua.LNil {
+		return v.String()
+	}
+	return nil
+}
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: lua-health SCRIPT.lua < objects.json")
+		os.Exit(2)
+	}
+	script, err := os.ReadFile(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var objects []map[string]any
+	if err := json.NewDecoder(os.Stdin).Decode(&objects); err != nil {
+		fmt.Fprintln(os.Stderr, "stdin: a JSON array of objects:", err)
+		os.Exit(1)
+	}
+	out := []map[string]any{}
+	for i, o := range objects {
+		L := lua.NewState()
+		L.SetGlobal("obj", toLua(L, o))
+		if err := L.DoString(string(script)); err != nil {
+			fmt.Fprintf(os.Stderr, "object %d: %v\n", i, err)
+			os.Exit(1)
+		}
+		hs, ok := L.Get(-1).(*lua.LTable)
+		if !ok {
+			fmt.Fprintf(os.Stderr, "object %d: the script returned %s, not a table\n", i, L.Get(-1).Type())
+			os.Exit(1)
+		}
+		out = append(out, map[string]any{"status": field(hs, "status"), "message": field(hs, "message")})
+		L.Close()
+	}
+	_ = json.NewEncoder(os.Stdout).Encode(out)
+}
+GO
+  printf 'module canarygate.dev/lua-health\n\ngo 1.22\n\nrequire github.com/yuin/gopher-lua %s\n' "$GOPHER_LUA_VERSION" >"$w/go.mod"
+  (cd "$w" && export GOFLAGS=-mod=mod CGO_ENABLED=0 && go mod tidy && go build -trimpath -ldflags "-s -w" -o "$flux_bin/lua-health" .)
+}
+
 build_flux() {
   if [ ! -x "$flux_bin/source-controller" ] || [ ! -x "$flux_bin/kustomize-controller" ]; then
     need_go
@@ -438,6 +529,7 @@ build_flux() {
     build_flux_controller kustomize-controller "$FLUX_KUSTOMIZE_CONTROLLER_VERSION" "$FLUX_KUSTOMIZE_CONTROLLER_REPLACE"
   fi
   build_git_server
+  build_lua_health
 }
 
 install_prometheus() {

@@ -66,16 +66,20 @@ alive() {
     [ -f "$dir/run/flux-$name.pid" ] && kill -0 "$(cat "$dir/run/flux-$name.pid")" 2>/dev/null || return 1
   done
 }
+[ -f "$dir/kubeconfig" ] || { echo "no local cluster: run test/cluster/up.sh first"; exit 1; }
+cache=${CANARY_GATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/canary-gate}
+flux_dir="$cache/flux-sc-$FLUX_SOURCE_CONTROLLER_VERSION-kc-$FLUX_KUSTOMIZE_CONTROLLER_VERSION"
+for b in kustomize-controller source-controller git-server lua-health; do
+  [ -x "$flux_dir/bin/$b" ] || { FLUX_BUILD=1 "$here/build.sh" >/dev/null; break; }
+done
+mkdir -p "$dir/bin"
+for b in "$flux_dir"/bin/*; do ln -sf "$b" "$dir/bin/$(basename "$b")"; done
 if alive && ready && [ -f "$dir/flux.env" ]; then
   log "reusing the running Flux (.cluster/flux.env)"
   exit 0
 fi
 stop
 
-[ -f "$dir/kubeconfig" ] || { echo "no local cluster: run test/cluster/up.sh first"; exit 1; }
-cache=${CANARY_GATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/canary-gate}
-flux_dir="$cache/flux-sc-$FLUX_SOURCE_CONTROLLER_VERSION-kc-$FLUX_KUSTOMIZE_CONTROLLER_VERSION"
-[ -x "$flux_dir/bin/kustomize-controller" ] && [ -x "$flux_dir/bin/git-server" ] || FLUX_BUILD=1 "$here/build.sh" >/dev/null
 kubectl() { "$dir/bin/kubectl" --kubeconfig "$dir/kubeconfig" "$@"; }
 t0=$SECONDS
 

@@ -6,9 +6,13 @@
 // this file started it: no other file needs it.
 
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as k8s from '@kubernetes/client-node';
 import { PENDING_REVISION } from '../../core/contract.js';
-import type { Canary } from '../../core/api/types.js';
-import { kubectl, kubectlOk, getObject as get } from './cluster.js';
+import { CANARY_PHASES, type Canary, type CanaryPhase } from '../../core/api/types.js';
+import { clusterDir, kubectl, kubectlOk, getObject as get, repoRoot, run } from './cluster.js';
 import {
   applyFluxObjects,
   fluxApplyActions,
@@ -121,6 +125,40 @@ describe('GitOps with the real Flux (git push, source-controller, kustomize-cont
     reconciler ??= await startReconciler({ namespace: ns });
   }
 
+  it("Argo CD's health check (deploy/gitops/argocd-cm-patch.yaml), run by gopher-lua as Argo CD runs it, names every phase's health", async function () {
+    const cm = k8s.loadYaml<{ data: Record<string, string> }>(readFileSync(path.join(repoRoot, 'deploy/gitops/argocd-cm-patch.yaml'), 'utf8'));
+    const script = cm.data['resource.customizations.health.canarygate.dev_Canary'];
+    assert.ok(script, 'the patch carries the Canary health check');
+    const expected: Record<CanaryPhase, string> = {
+      Initializing: 'Progressing',
+      Initialized: 'Healthy',
+      Waiting: 'Suspended',
+      Progressing: 'Progressing',
+      WaitingPromotion: 'Suspended',
+      Promoting: 'Progressing',
+      Succeeded: 'Healthy',
+      Failed: 'Degraded',
+      Terminating: 'Progressing',
+    };
+    const objects: unknown[] = [
+      { apiVersion: 'canarygate.dev/v1alpha1', kind: 'Canary', metadata: { name: 'new' }, spec: {} },
+      ...CANARY_PHASES.map((phase) => ({ apiVersion: 'canarygate.dev/v1alpha1', kind: 'Canary', metadata: { name: phase }, status: { phase, message: `the ${phase} message` } })),
+      { apiVersion: 'canarygate.dev/v1alpha1', kind: 'Canary', metadata: { name: 'no-message' }, status: { phase: 'Failed' } },
+    ];
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'lua-health-'));
+    try {
+      writeFileSync(path.join(dir, 'canary.lua'), script);
+      const r = await run(path.join(clusterDir, 'bin', 'lua-health'), [path.join(dir, 'canary.lua')], { input: JSON.stringify(objects) });
+      assert.equal(r.code, 0, r.stderr);
+      const health = JSON.parse(r.stdout) as { status: string; message: string }[];
+      assert.deepEqual(health[0], { status: 'Progressing', message: 'waiting for the reconciler' });
+      CANARY_PHASES.forEach((phase, i) => assert.deepEqual(health[i + 1], { status: expected[phase], message: `the ${phase} message` }, phase));
+      assert.deepEqual(health.at(-1), { status: 'Degraded', message: 'Failed' }, 'the phase stands in for a missing message');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a commit of a new image: Flux applies it, the webhook holds it, the canary is promoted; live equals git, Flux stays Ready and never re-applies in a loop', async function () {
     const name = 'shop';
     const { tree } = await gitopsApp(name, { hold: true });
@@ -186,20 +224,25 @@ describe('GitOps with the real Flux (git push, source-controller, kustomize-cont
     assert.equal(realReapplies, 0, 'no real re-apply reached the webhook');
   });
 
-  it('a Kustomization with wait: true is progressing until the promotion, Ready after it, failed after a rollback; the failed commit never restarts, a new commit does', async function () {
+  it("a Kustomization with the shipped health check (deploy/gitops/flux-kustomization.yaml) is progressing until the promotion, Ready after it, failed after a rollback; the failed commit never restarts, a new commit does", async function () {
     const name = 'cart';
-    const { tree } = await gitopsApp(name, { kustomization: { wait: true, timeout: '40s' } });
+    const sample = k8s.loadYaml<{ spec: { healthChecks: Record<string, string>[] } }>(readFileSync(path.join(repoRoot, 'deploy/gitops/flux-kustomization.yaml'), 'utf8'));
+    const healthChecks: Record<string, string>[] = sample.spec.healthChecks.map((h) => ({ ...h, name, namespace: ns }));
+    assert.deepEqual(healthChecks.map((h) => h.kind), ['Canary']);
+    const { tree } = await gitopsApp(name, { hold: true, kustomization: { healthChecks, timeout: '40s' } });
     await startNamespaceReconciler();
     await adopted(name);
 
-    gates.answer(`${name}-rollout`, 403);
-    const good = await tree.commit(`${name}: image 2`, appFiles(name, '2', gates));
-    await waitFor('the run to start', async () => (await canary(name))?.status?.phase === 'Progressing', { namespace: ns, timeoutMs: 30_000 });
+    gates.answer(`${name}-approve`, 403); // the run waits at confirm-promotion
+    const good = await tree.commit(`${name}: image 2`, appFiles(name, '2', gates, { hold: true }));
+    await waitFor('the run to wait for approval', async () => (await canary(name))?.status?.phase === 'WaitingPromotion', { namespace: ns, timeoutMs: 30_000 });
     await waitFor('Flux to wait for the Canary', async () => {
       const k = await kustomization(name);
       return k?.status?.lastAttemptedRevision === revisionOf(tree.branch, good) && readyOf(k)?.status === 'Unknown' ? k : false;
     }, { namespace: ns, timeoutMs: 30_000 });
-    gates.answer(`${name}-rollout`, 200);
+    await sleep(4000);
+    assert.equal(readyOf(await kustomization(name))?.status, 'Unknown', 'still progressing while the run waits');
+    gates.answer(`${name}-approve`, 200);
     await waitFor('Flux Ready once the Canary is promoted', async () => {
       const k = await kustomization(name);
       return readyOf(k)?.status === 'True' && k?.status?.lastAppliedRevision === revisionOf(tree.branch, good);
@@ -208,14 +251,14 @@ describe('GitOps with the real Flux (git push, source-controller, kustomize-cont
 
     // A failing revision: the smoke test answers 500.
     gates.answer(`${name}-rollout`, 500);
-    const bad = await tree.commit(`${name}: image 3`, appFiles(name, '3', gates));
+    const bad = await tree.commit(`${name}: image 3`, appFiles(name, '3', gates, { hold: true }));
     await waitFor('the rollback', async () => (await canary(name))?.status?.phase === 'Failed', { namespace: ns, timeoutMs: 60_000 });
     const failed = await waitFor('Flux to report the failed health check', async () => {
       const k = await kustomization(name);
       const ready = readyOf(k);
       return k?.status?.lastAttemptedRevision === revisionOf(tree.branch, bad) && ready?.status === 'False' ? ready : false;
     }, { namespace: ns, timeoutMs: 90_000 });
-    console.log(`      [flux] wait: true after a rollback: Ready=False ${failed.reason}: ${failed.message}`);
+    console.log(`      [flux] healthChecks on the Canary after a rollback: Ready=False ${failed.reason}: ${failed.message}`);
     assert.match(failed.message ?? '', /Canary/);
     const c = await canary(name);
     assert.equal(c?.status?.conditions?.find((x) => x.type === 'Stalled')?.status, 'True');
@@ -230,7 +273,7 @@ describe('GitOps with the real Flux (git push, source-controller, kustomize-cont
 
     // A new commit starts a new run, which is promoted.
     gates.answer(`${name}-rollout`, 200);
-    const fixed = await tree.commit(`${name}: image 4`, appFiles(name, '4', gates));
+    const fixed = await tree.commit(`${name}: image 4`, appFiles(name, '4', gates, { hold: true }));
     await waitFor('Flux Ready with the fix promoted', async () => {
       const k = await kustomization(name);
       return readyOf(k)?.status === 'True' && k?.status?.lastAppliedRevision === revisionOf(tree.branch, fixed);
