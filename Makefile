@@ -21,8 +21,8 @@ build: deps ## Compile TypeScript into dist/
 test-unit: build ## Fast tests: no cluster needed
 	$(MOCHA) 'dist/test/unit/**/*.test.js'
 
-cluster-build: ## Build (once, cached outside the repo) the control-plane binaries
-	test/cluster/build.sh >/dev/null
+cluster-build: ## Build (once, cached outside the repo) the control-plane binaries, Flux's included
+	FLUX_BUILD=1 test/cluster/build.sh >/dev/null
 
 image: ## Build the image canary-gate:<version> into the local image store (podman, no Docker, no pulls)
 	deploy/image/build.sh
@@ -53,7 +53,7 @@ demo-traefik: build cluster-build ## The local demo through a real Traefik v3 (g
 deploy: ## Install into the cluster of the current kubeconfig (kubectl apply -k deploy/base)
 	kubectl apply --server-side -k deploy/base
 
-cluster-up: cluster-build ## Start the local control plane (kubeconfig in .cluster/kubeconfig)
+cluster-up: cluster-build ## Start the local control plane (kubeconfig in .cluster/kubeconfig; FLUX=1: Flux and a git server too)
 	test/cluster/up.sh
 
 cluster-down: ## Stop the local control plane

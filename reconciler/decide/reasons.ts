@@ -99,6 +99,15 @@ export const ConditionType = {
   UpstreamReady: 'UpstreamReady',
   /** False while spec.autoscalerRef names a HorizontalPodAutoscaler that does not exist: no run starts or advances. */
   AutoscalerReady: 'AutoscalerReady',
+  /**
+   * kstatus' conditions (what Flux's `wait`/`healthChecks` and `kubectl wait`
+   * read), derived from Promoted: Ready=True when the live spec is the
+   * promoted one, False while a run is under way (in progress) or after a
+   * rollback; Stalled=True after a rollback (failed), until a new revision.
+   * Without them kstatus reads a Canary as Current at any phase.
+   */
+  Ready: 'Ready',
+  Stalled: 'Stalled',
 } as const;
 export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
 

@@ -796,6 +796,8 @@ class Machine {
 
   private setPromoted(status: Condition['status'], reason: ConditionReason, message: string): void {
     this.setCondition(ConditionType.Promoted, status, reason, message);
+    this.setCondition(ConditionType.Ready, status === 'True' ? 'True' : 'False', reason, message);
+    this.setCondition(ConditionType.Stalled, status === 'False' ? 'True' : 'False', reason, message);
   }
 
   private setCondition(type: ConditionType, status: Condition['status'], reason: ConditionReason, message: string): void {

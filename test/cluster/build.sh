@@ -308,6 +308,230 @@ build_traefik() {
   )
 }
 
+# Flux's source-controller and kustomize-controller, for the GitOps tests.
+# Each module replaces its api submodule with a local path (and a few
+# dependencies with forks), so, as for Traefik, a wrapper module requires the
+# controller and repeats its replace and exclude lines, minus the local-path
+# ones (the api submodule resolves to its published version instead). The
+# wrapper also repeats the controller's own require blocks and go.sum, and is
+# not tidied: tidy would resolve the controller's test-only dependencies too,
+# and the module proxy does not serve all of them. Extra replace lines
+# (versions.env, FLUX_*_REPLACE: "module=version ...") swap a dependency
+# version the proxy does not serve for the nearest one it does.
+flux_dir="$cache/flux-sc-$FLUX_SOURCE_CONTROLLER_VERSION-kc-$FLUX_KUSTOMIZE_CONTROLLER_VERSION"
+flux_bin="$flux_dir/bin"
+flux_crds="$flux_dir/crds"
+build_flux_controller() { # name (the module's last element), version, extra replaces
+  local name=$1 version=$2 extra=$3 module="github.com/fluxcd/$1"
+  [ -x "$flux_bin/$name" ] && return 0
+  local w="$cache/gowork/flux-$name-$version" dir r
+  mkdir -p "$w" "$flux_bin" "$flux_crds"
+  dir=$(cd "$cache" && GOFLAGS=-mod=mod go mod download -json "$module@$version" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+  [ -n "$dir" ] || { echo "go mod download of $module@$version gave no directory"; exit 1; }
+  {
+    echo "module canarygate.dev/test-flux-$name"
+    echo
+    grep '^go ' "$dir/go.mod"
+    echo
+    echo "require $module $version"
+    echo "require $module/api $(sed -n "s#^[[:space:]]*$module/api \(v[^ ]*\).*#\1#p" "$dir/go.mod" | head -n 1)"
+    echo
+    awk -v api="$module/api " '/^require \(/{on=1} on&&index($0, api)==0{print} on&&/^\)/{on=0}' "$dir/go.mod"
+    echo
+    echo "tool $module"
+    echo
+    awk '/^replace \(/{on=1} on&&!/=> \.\//{print} on&&/^\)/{on=0} /^(replace|exclude) [^(]/&&!/=> \.\//{print}' "$dir/go.mod"
+    for r in $extra; do echo "replace ${r%%=*} => ${r%%=*} ${r#*=}"; done
+  } >"$w/go.mod"
+  cp "$dir/go.sum" "$w/go.sum"
+  chmod u+w "$w/go.sum"
+  (
+    cd "$w"
+    export GOFLAGS=-mod=mod CGO_ENABLED=0
+    go build -trimpath -ldflags "-s -w" -o "$flux_bin/$name.tmp" "$module"
+    mv "$flux_bin/$name.tmp" "$flux_bin/$name"
+  )
+  cp "$dir"/config/crd/bases/*.yaml "$flux_crds/"
+  chmod u+w "$flux_crds"/*.yaml
+}
+
+# The loopback git server the GitOps tests push to: Debian's git
+# http-backend behind Go's CGI handler (no dependency). A push to a
+# repository that does not exist yet creates it, bare.
+build_git_server() {
+  [ -x "$flux_bin/git-server" ] && return 0
+  need_go
+  log "building the loopback git server"
+  local w="$cache/gowork/git-server"
+  mkdir -p "$w" "$flux_bin"
+  cat >"$w/main.go" <<'GO'
+// git-server serves the bare repositories under -root over smart HTTP
+// (git http-backend), fetch and push, on a loopback address.
+package main
+
+import (
+	"flag"
+	"log"
+	"net/http"
+	"net/http/cgi"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sync"
+)
+
+var repoName = regexp.MustCompile(`^/([A-Za-z0-9][A-Za-z0-9._-]*\.git)(/|$)`)
+
+func main() {
+	addr := flag.String("listen", "127.0.0.1:0", "address to serve on")
+	root := flag.String("root", "", "folder of the bare repositories")
+	backend := flag.String("backend", "/usr/lib/git-core/git-http-backend", "git http-backend")
+	flag.Parse()
+	if *root == "" {
+		log.Fatal("-root is required")
+	}
+	var mu sync.Mutex
+	cgiHandler := &cgi.Handler{
+		Path: *backend,
+		Env:  []string{"GIT_PROJECT_ROOT=" + *root, "GIT_HTTP_EXPORT_ALL=1", "REMOTE_USER=git"},
+	}
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		m := repoName.FindStringSubmatch(r.URL.Path)
+		if m == nil {
+			http.Error(w, "no such repository: the path is /<name>.git", http.StatusNotFound)
+			return
+		}
+		repo := filepath.Join(*root, m[1])
+		mu.Lock()
+		_, err := os.Stat(repo)
+		if os.IsNotExist(err) {
+			out, initErr := exec.Command("git", "init", "--quiet", "--bare", repo).CombinedOutput()
+			if initErr == nil {
+				out, initErr = exec.Command("git", "-C", repo, "config", "http.receivepack", "true").CombinedOutput()
+			}
+			err = initErr
+			if err != nil {
+				log.Printf("creating %s: %v: %s", m[1], err, out)
+			}
+		}
+		mu.Unlock()
+		if err != nil {
+			http.Error(w, "cannot create the repository", http.StatusInternalServerError)
+			return
+		}
+		cgiHandler.ServeHTTP(w, r)
+	})
+	log.Printf("serving %s on http://%s", *root, *addr)
+	log.Fatal(http.ListenAndServe(*addr, nil))
+}
+GO
+  printf 'module canarygate.dev/git-server\n\ngo 1.22\n' >"$w/go.mod"
+  (cd "$w" && CGO_ENABLED=0 GOFLAGS= go build -trimpath -ldflags "-s -w" -o "$flux_bin/git-server" .)
+}
+
+# lua-health: runs an Argo CD resource health check (Lua, as in argocd-cm's
+# resource.customizations.health.*) against objects with gopher-lua, the
+# interpreter Argo CD embeds: the object is the global `obj`, the script's
+# return value the health. Reads a JSON array of objects on stdin, prints a
+# JSON array of {status, message}.
+build_lua_health() {
+  [ -x "$flux_bin/lua-health" ] && return 0
+  need_go
+  log "building lua-health (gopher-lua $GOPHER_LUA_VERSION)"
+  local w="$cache/gowork/lua-health-$GOPHER_LUA_VERSION"
+  mkdir -p "$w" "$flux_bin"
+  cat >"$w/main.go" <<'GO'
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+func toLua(L *lua.LState, v any) lua.LValue {
+	switch x := v.(type) {
+	case bool:
+		return lua.LBool(x)
+	case float64:
+		return lua.LNumber(x)
+	case string:
+		return lua.LString(x)
+	case []any:
+		t := L.NewTable()
+		for _, e := range x {
+			t.Append(toLua(L, e))
+		}
+		return t
+	case map[string]any:
+		t := L.NewTable()
+		for k, e := range x {
+			t.RawSetString(k, toLua(L, e))
+		}
+		return t
+	}
+	return lua.LNil
+}
+
+func field(t *lua.LTable, key string) any {
+	if v := t.RawGetString(key); v != lua.LNil {
+		return v.String()
+	}
+	return nil
+}
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: lua-health SCRIPT.lua < objects.json")
+		os.Exit(2)
+	}
+	script, err := os.ReadFile(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var objects []map[string]any
+	if err := json.NewDecoder(os.Stdin).Decode(&objects); err != nil {
+		fmt.Fprintln(os.Stderr, "stdin: a JSON array of objects:", err)
+		os.Exit(1)
+	}
+	out := []map[string]any{}
+	for i, o := range objects {
+		L := lua.NewState()
+		L.SetGlobal("obj", toLua(L, o))
+		if err := L.DoString(string(script)); err != nil {
+			fmt.Fprintf(os.Stderr, "object %d: %v\n", i, err)
+			os.Exit(1)
+		}
+		hs, ok := L.Get(-1).(*lua.LTable)
+		if !ok {
+			fmt.Fprintf(os.Stderr, "object %d: the script returned %s, not a table\n", i, L.Get(-1).Type())
+			os.Exit(1)
+		}
+		out = append(out, map[string]any{"status": field(hs, "status"), "message": field(hs, "message")})
+		L.Close()
+	}
+	_ = json.NewEncoder(os.Stdout).Encode(out)
+}
+GO
+  printf 'module canarygate.dev/lua-health\n\ngo 1.22\n\nrequire github.com/yuin/gopher-lua %s\n' "$GOPHER_LUA_VERSION" >"$w/go.mod"
+  (cd "$w" && export GOFLAGS=-mod=mod CGO_ENABLED=0 && go mod tidy && go build -trimpath -ldflags "-s -w" -o "$flux_bin/lua-health" .)
+}
+
+build_flux() {
+  if [ ! -x "$flux_bin/source-controller" ] || [ ! -x "$flux_bin/kustomize-controller" ]; then
+    need_go
+    log "building Flux source-controller $FLUX_SOURCE_CONTROLLER_VERSION and kustomize-controller $FLUX_KUSTOMIZE_CONTROLLER_VERSION (a cold build takes minutes)"
+    build_flux_controller source-controller "$FLUX_SOURCE_CONTROLLER_VERSION" "$FLUX_SOURCE_CONTROLLER_REPLACE"
+    build_flux_controller kustomize-controller "$FLUX_KUSTOMIZE_CONTROLLER_VERSION" "$FLUX_KUSTOMIZE_CONTROLLER_REPLACE"
+  fi
+  build_git_server
+  build_lua_health
+}
+
 install_prometheus() {
   [ -x /usr/bin/prometheus ] && return 0
   log "installing Prometheus from Debian's packages"
@@ -330,4 +554,6 @@ step "node packages" install_node_packages
 step "kubelet, kube-proxy, crictl" build_node
 step images build_images
 step traefik build_traefik
+# FLUX_BUILD=1 (up.sh sets it with FLUX=1, as does `make cluster-build`).
+[ "${FLUX_BUILD:-0}" = 1 ] && step flux build_flux
 echo "$bin"

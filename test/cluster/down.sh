@@ -6,7 +6,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 dir="${CANARY_GATE_CLUSTER_DIR:-$(cd "$here/../.." && pwd)/.cluster}"
 "$here/node-down.sh"
 [ -d "$dir/run" ] || exit 0
-for name in traefik pod-targets prometheus kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
+for name in flux-kustomize-controller flux-source-controller flux-git-server traefik pod-targets prometheus kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
   f="$dir/run/$name.pid"
   [ -f "$f" ] || continue
   pid=$(cat "$f")
@@ -16,5 +16,5 @@ for name in traefik pod-targets prometheus kwok kube-scheduler kube-controller-m
   fi
   rm -f "$f"
 done
-rm -rf "$dir/etcd" "$dir/prometheus/data" "$dir/nodes-ready" "$dir/started-by-e2e"
+rm -rf "$dir/etcd" "$dir/prometheus/data" "$dir/flux" "$dir/flux.env" "$dir/nodes-ready" "$dir/started-by-e2e"
 echo "[cluster] stopped" >&2

@@ -22,14 +22,17 @@ healthy() {
   [ -f "$dir/kubeconfig" ] && [ -f "$dir/reconciler.kubeconfig" ] && [ -x "$dir/bin/kubectl" ] &&
     "$dir/bin/kubectl" --kubeconfig "$dir/kubeconfig" --request-timeout=3s get --raw /readyz >/dev/null 2>&1
 }
+# FLUX=1: Flux's controllers and a git server too (flux-up.sh, .cluster/flux.env).
+flux_up() { [ "${FLUX:-0}" != 1 ] || "$here/flux-up.sh"; }
 if healthy && [ "$(cat "$dir/nodes-ready" 2>/dev/null)" = yes ]; then
   log "reusing the running cluster (.cluster/kubeconfig)"
+  flux_up
   exit 0
 fi
 # A half-started or dead cluster from before: clear it away.
 "$here/down.sh" >/dev/null 2>&1 || true
 
-bin=$("$here/build.sh")
+bin=$(FLUX_BUILD=${FLUX:-0} "$here/build.sh")
 mkdir -p "$dir/bin" "$dir/pki" "$dir/logs" "$dir/run"
 for b in "$bin"/*; do ln -sf "$b" "$dir/bin/$(basename "$b")"; done
 rm -f "$dir/bin/prometheus"
@@ -245,4 +248,5 @@ run prometheus "$dir/bin/prometheus" --config.file="$dir/prometheus/prometheus.y
 wait_for prometheus 30 curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
 
 echo yes >"$dir/nodes-ready"
+flux_up
 log "ready in $(( $(date +%s) - start_ts ))s: export KUBECONFIG=$dir/kubeconfig PATH=$dir/bin:\$PATH"

@@ -9,6 +9,7 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { clusterDir, clusterDown, clusterUp, kubectl, kubectlOk, repoRoot } from './cluster.js';
 import { IMAGE_NAMESPACE_LABEL } from './container.js';
+import { OWN_WEBHOOK_NAMESPACE_LABEL } from './flux.js';
 import { DEMO_NAMESPACE_LABEL, RECONCILER_USER, reconcilerRbacForUser, startWebhook, type RunningWebhook } from './webhook-process.js';
 
 let webhook: RunningWebhook | undefined;
@@ -43,6 +44,7 @@ export async function mochaGlobalSetup(): Promise<void> {
       { key: DEMO_NAMESPACE_LABEL, operator: 'DoesNotExist' },
       { key: 'canarygate.dev/bench', operator: 'DoesNotExist' },
       { key: IMAGE_NAMESPACE_LABEL, operator: 'DoesNotExist' },
+      { key: OWN_WEBHOOK_NAMESPACE_LABEL, operator: 'DoesNotExist' },
     ],
   });
   process.env.CANARY_GATE_E2E_WEBHOOK_PORT = String(webhook.port);

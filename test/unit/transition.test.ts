@@ -819,6 +819,52 @@ describe('transition: the rollout state machine', () => {
     });
   });
 
+  describe('kstatus (what Flux wait/healthChecks and kubectl wait read)', () => {
+    // The rules of kstatus (fluxcd/cli-utils pkg/kstatus/status, Compute) for
+    // a custom resource: generation not observed or Reconciling=True is
+    // InProgress, Stalled=True is Failed, then Ready decides; no Ready is Current.
+    function kstatus(t: Transition, generation = 1): 'InProgress' | 'Failed' | 'Current' {
+      const cs = t.status.conditions ?? [];
+      const is = (type: string, status: string) => cs.some((c) => c.type === type && c.status === status);
+      if (t.status.observedGeneration !== undefined && t.status.observedGeneration !== generation) return 'InProgress';
+      if (is('Reconciling', 'True')) return 'InProgress';
+      if (is('Stalled', 'True')) return 'Failed';
+      if (is('Ready', 'False') || is('Ready', 'Unknown')) return 'InProgress';
+      return 'Current';
+    }
+
+    it('is InProgress from the start of a run until the promotion landed, then Current', () => {
+      const start = transition(observed({ target: { pendingRevision: NEXT } }));
+      assert.equal(kstatus(start), 'InProgress');
+      const promoting = reconcile(progressing({ analysis: { webhooks: [hook('rollout')] }, status: { ...start.status, canaryWeight: 50 }, now: T0 + MIN }));
+      assert.equal(promoting.status.phase, 'Promoting');
+      assert.equal(kstatus(promoting), 'InProgress', 'not Current before the primary runs the new spec');
+      const done = transition(observed({ status: promoting.status, target: { liveRevision: NEXT, ready: true }, copy: readyCopy(), now: T0 + 2 * MIN }));
+      assert.equal(done.status.phase, 'Succeeded');
+      assert.equal(kstatus(done), 'Current');
+      assert.equal(condition(done, 'Ready')?.reason, 'Succeeded');
+    });
+
+    it('is Failed after a rollback, with the cause, and InProgress again when a new revision starts', () => {
+      const failing = answer({ rollout: gate('rollout', false, 'load test: 12% errors') });
+      const t = reconcile(progressing({ analysis: { threshold: 1, webhooks: [hook('rollout')] } }), failing);
+      assert.equal(t.status.phase, 'Failed');
+      assert.equal(kstatus(t), 'Failed');
+      assert.deepEqual([condition(t, 'Stalled')?.reason, condition(t, 'Ready')?.status], ['FailedChecks', 'False']);
+      assert.match(condition(t, 'Stalled')?.message ?? '', /rolled back/);
+      const newer = transition(observed({ status: t.status, target: { pendingRevision: NEWER }, now: T0 + MIN }));
+      assert.equal(newer.status.pendingRevision, NEWER);
+      assert.equal(kstatus(newer), 'InProgress');
+    });
+
+    it('is InProgress while a spec change is not yet observed, and Current for an idle adopted Canary', () => {
+      const idle = transition(observed({ status: {}, target: { managed: true } }));
+      assert.equal(idle.status.phase, 'Initialized');
+      assert.equal(kstatus(idle), 'Current');
+      assert.equal(kstatus(idle, 2), 'InProgress');
+    });
+  });
+
   describe('other strategies and switches', () => {
     it('blue/green: counts one iteration per passing interval and promotes after `iterations`', () => {
       const analysis: CanaryAnalysis = { iterations: 3, webhooks: [hook('rollout'), hook('confirm-traffic-increase')] };
