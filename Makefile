@@ -50,6 +50,9 @@ demo-rollback: build cluster-build ## The local demo with a failing smoke test: 
 demo-traefik: build cluster-build ## The local demo through a real Traefik v3 (gatewayapi router, exact weights)
 	node dist/test/demo/demo.js --traefik
 
+demo-gitops: build cluster-build ## The local demo through git: a commit of the new image, the real Flux applies it, canary-gate rolls it out
+	node dist/test/demo/demo.js --gitops
+
 deploy: ## Install into the cluster of the current kubeconfig (kubectl apply -k deploy/base)
 	kubectl apply --server-side -k deploy/base
 

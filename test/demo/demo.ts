@@ -9,11 +9,14 @@
 // rolled back because the new version's requests fail: podinfo
 // --random-error). With --traefik the requests go through a real Traefik v3
 // and the gatewayapi router's HTTPRoute (exact weights) instead of the
-// Service's ClusterIP. Everything it started is stopped at the end or on
+// Service's ClusterIP. With --gitops the manifests live in git: a loopback
+// git server and the real Flux (test/cluster/flux-up.sh) apply them, and the
+// change is a commit. Everything it started is stopped at the end or on
 // Ctrl-C; a cluster that was already running is left running.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, readFileSync } from 'node:fs';
+import { fluxDown, fluxUp, GitWorkTree, applyFluxObjects } from '../e2e/flux.js';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { NAMESPACE_ENABLED_LABEL } from '../../core/contract.js';
@@ -68,10 +71,15 @@ async function shell(cmd: string, args: string[], input?: string, file?: string)
 }
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { rollback: { type: 'boolean', default: false }, keep: { type: 'boolean', default: false }, traefik: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({
+    options: { rollback: { type: 'boolean', default: false }, keep: { type: 'boolean', default: false }, traefik: { type: 'boolean', default: false }, gitops: { type: 'boolean', default: false } },
+  });
   const rollback = values.rollback as boolean;
   const traefik = values.traefik as boolean;
+  const gitops = values.gitops as boolean;
   let traefikStarted = false;
+  let fluxStarted = false;
+  let repo: GitWorkTree | undefined;
   let webhook: RunningWebhook | undefined;
   let reconciler: RunningReconciler | undefined;
   let loadtester: ChildProcess | undefined;
@@ -83,7 +91,10 @@ async function main(): Promise<number> {
       return;
     }
     say('cleaning up what the demo started');
-    // The namespace goes first, while the reconciler still runs to release its Canary.
+    // Flux's objects first, while Flux runs to remove their finalizers; then the namespace, while the reconciler still runs to release its Canary.
+    if (gitops) await kubectl(['-n', NAMESPACE, 'delete', 'kustomizations.kustomize.toolkit.fluxcd.io,gitrepositories.source.toolkit.fluxcd.io', '--all', '--ignore-not-found', '--timeout=30s']);
+    repo?.remove();
+    if (fluxStarted) await fluxDown();
     await kubectl(['delete', 'namespace', NAMESPACE, '--ignore-not-found', '--timeout=30s']);
     await deleteNamespace(NAMESPACE);
     await reconciler?.stop();
@@ -126,8 +137,13 @@ async function main(): Promise<number> {
       namespaceExpressions: [{ key: DEMO_NAMESPACE_LABEL, operator: 'Exists' }],
     });
     say(`webhook serving https://127.0.0.1:${webhook.port}/mutate, registered with its CA in MutatingWebhookConfiguration canary-gate-demo`);
-    reconciler = await startReconciler({ namespace: NAMESPACE, identity: 'demo', extraArgs: ['--prometheus-address', PROMETHEUS] });
-    say(`reconciler running as user ${RECONCILER_USER} (logs: .cluster/logs/reconciler-demo.log)`);
+    const startDemoReconciler = async () => {
+      reconciler = await startReconciler({ namespace: NAMESPACE, identity: 'demo', extraArgs: ['--prometheus-address', PROMETHEUS] });
+      say(`reconciler running as user ${RECONCILER_USER} (logs: .cluster/logs/reconciler-demo.log)`);
+    };
+    // With Flux, the reconciler starts once git's Canary is there: in an opted-in namespace it would otherwise give a
+    // Deployment that arrives first a Canary of its own (Flux applies the Deployment before the Canary).
+    if (!gitops) await startDemoReconciler();
 
     if (traefik) {
       show('test/cluster/traefik-up.sh');
@@ -139,7 +155,24 @@ async function main(): Promise<number> {
     loadtester = await startLoadTester(traefik ? '127.0.0.1' : '10.0.0.10');
     say(`load tester on 127.0.0.1:${GATE_PORT}: the rollout gate sends real requests to podinfo ${traefik ? 'through Traefik' : 'through its Service'} (logs: .cluster/logs/loadtester-demo.log)`);
 
-    if (traefik) {
+    if (gitops) {
+      show('FLUX=1 make cluster-up   # here: test/cluster/flux-up.sh next to the running control plane');
+      const flux = await fluxUp();
+      fluxStarted = flux.started;
+      say(`Flux (source-controller, kustomize-controller) and a git server on 127.0.0.1; . .cluster/flux.env sets GIT_PUSH_URL=${flux.env.GIT_PUSH_URL}`);
+      repo = new GitWorkTree(flux.env.GIT_PUSH_URL, 'demo');
+      await repo.init();
+      show('git add podinfo.yaml && git commit -m "podinfo" && git push "$GIT_PUSH_URL" HEAD:refs/heads/demo');
+      await repo.commit('podinfo', { 'podinfo.yaml': manifest('podinfo.yaml') });
+      show(`kubectl -n ${NAMESPACE} apply -f deploy/gitops/flux-kustomization.yaml   # a GitRepository and a Kustomization with a health check on the Canary`);
+      await applyFluxObjects(NAMESPACE, 'podinfo', {
+        repoUrl: flux.env.GIT_REPO_URL,
+        branch: 'demo',
+        kustomization: { healthChecks: [{ apiVersion: 'canarygate.dev/v1alpha1', kind: 'Canary', name: 'podinfo', namespace: NAMESPACE }], timeout: '5m' },
+      });
+      await waitFor('Flux to apply the first commit', async () => (await kubectl(['-n', NAMESPACE, 'get', 'canary', 'podinfo'])).code === 0, { namespace: NAMESPACE, timeoutMs: 60_000 });
+      await startDemoReconciler();
+    } else if (traefik) {
       await shell('kubectl', ['-n', NAMESPACE, 'apply', '-f', '-'], manifest('podinfo.yaml', 'Canary'), 'deploy/demo/podinfo.yaml (the Deployment and Service)');
       await shell('kubectl', ['-n', NAMESPACE, 'apply', '-f', '-'], manifest('podinfo-traefik.yaml'), 'deploy/demo/podinfo-traefik.yaml');
     } else {
@@ -152,9 +185,21 @@ async function main(): Promise<number> {
     }, { namespace: NAMESPACE, timeoutMs: 120_000 });
     await shell('kubectl', ['-n', NAMESPACE, 'get', traefik ? 'deployments,canaries,httproutes,pods' : 'deployments,canaries,pods', '-o', 'wide']);
 
-    say('now the change: a new image, applied exactly as a user or a GitOps tool would');
     const change = rollback ? 'podinfo-v2-bad.yaml' : 'podinfo-v2.yaml';
-    await shell('kubectl', ['-n', NAMESPACE, 'apply', '-f', '-'], manifest(change), `deploy/demo/${change}`);
+    if (repo) {
+      await shell('kubectl', ['-n', NAMESPACE, 'get', 'kustomization', 'podinfo']);
+      say('now the change: a commit of the new image; Flux applies it, the webhook holds it');
+      show(`git commit -am "podinfo ${NEW}" && git push "$GIT_PUSH_URL" HEAD:refs/heads/demo   # the Deployment of deploy/demo/${change}`);
+      await repo.commit(`podinfo ${NEW}`, { 'podinfo.yaml': `${manifest('podinfo.yaml', 'Deployment')}\n---\n${manifest(change)}` });
+      await waitFor('Flux to apply the commit', async () => {
+        const pending = (await kubectl(['-n', NAMESPACE, 'get', 'deployment', 'podinfo', '-o', 'jsonpath={.metadata.annotations.canarygate\\.dev/pending-revision}'])).stdout;
+        return pending !== '';
+      }, { namespace: NAMESPACE, timeoutMs: 60_000 });
+      await shell('kubectl', ['-n', NAMESPACE, 'get', 'kustomization', 'podinfo']);
+    } else {
+      say('now the change: a new image, applied exactly as a user or a GitOps tool would');
+      await shell('kubectl', ['-n', NAMESPACE, 'apply', '-f', '-'], manifest(change), `deploy/demo/${change}`);
+    }
     await shell('kubectl', ['-n', NAMESPACE, 'get', 'deployment', 'podinfo', '-o', 'custom-columns=LIVE IMAGE:.spec.template.spec.containers[0].image,PENDING REVISION:.metadata.annotations.canarygate\\.dev/pending-revision']);
     say(`the live Deployment stays on ${OLD}; the reconciler runs ${NEW}${rollback ? ' (with --random-error)' : ''} as podinfo-canary and shifts real traffic step by step${traefik ? ' through the HTTPRoute Traefik serves' : ''}`);
 
@@ -177,6 +222,12 @@ async function main(): Promise<number> {
       }, { namespace: NAMESPACE, timeoutMs: 60_000 });
     }
     await shell('kubectl', ['-n', NAMESPACE, 'get', 'deployments,canaries', '-o', 'wide']);
+    if (repo && code === expected) {
+      // Flux's health check follows the Canary: Ready once promoted, failed after a rollback.
+      const want = rollback ? 'False' : 'True';
+      await waitFor(`the Kustomization to say Ready=${want}`, async () => (await kubectl(['-n', NAMESPACE, 'get', 'kustomization', 'podinfo', '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'])).stdout === want, { namespace: NAMESPACE, timeoutMs: 60_000 });
+      await shell('kubectl', ['-n', NAMESPACE, 'get', 'kustomization', 'podinfo']);
+    }
     if (code === expected) {
       await showLoad();
       say(rollback ? `rolled back: the live Deployment never left ${OLD}, the canary copy is at zero` : `promoted: podinfo now runs ${NEW}, the canary copy is at zero`);

@@ -32,6 +32,16 @@ describe('the local demo', function () {
     assert.match(r.stdout, new RegExp(`promoted: podinfo now runs ${v}-b`));
   });
 
+  it('with --gitops, a commit pushed to git is applied by the real Flux, held, rolled out and promoted; the Kustomization says Ready after', async function () {
+    const r = await demo(['--gitops']);
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /git commit -am "podinfo/);
+    assert.match(r.stdout, /observed \(Prometheus, 10s\): canary [1-9][0-9]*% of requests, success 100%/, 'watch shows real requests reaching the canary');
+    assert.match(r.stdout, /result: revision [0-9a-f]{12} promoted \(exit 0\)/);
+    assert.match(r.stdout, /podinfo\s+\S+\s+True\s+Applied revision: demo@sha1:/, 'kubectl get kustomization shows Ready after the promotion');
+    assert.match(r.stdout, new RegExp(`promoted: podinfo now runs ${v}-b`));
+  });
+
   it('with --rollback, the new version\'s failing requests roll the change back', async function () {
     const r = await demo(['--rollback']);
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
