@@ -44,6 +44,23 @@ export const PENDING_SPEC = 'canarygate.dev/pending-spec';
  */
 export const CONTROL_ANNOTATIONS: readonly string[] = [PENDING_REVISION, PENDING_SPEC];
 
+/**
+ * On a managed ConfigMap or Secret: `enabled` holds its data changes for a
+ * canary even where the default skips it (TLS, service-account-token and
+ * pull Secrets); `disabled` never holds them (they go live at once). Judged
+ * on the stored object, so it takes effect from the update after the one
+ * that sets it.
+ */
+export const CONFIG_TRACKING_ANNOTATION = 'canarygate.dev/config-tracking';
+export const CONFIG_TRACKING_ENABLED = 'enabled';
+export const CONFIG_TRACKING_DISABLED = 'disabled';
+/**
+ * On the pod template of a target's primary: the revisions of the configs it
+ * references, set by the reconciler when it promotes a config change, so that
+ * the primary's Pods roll and read the new data.
+ */
+export const CONFIG_REVISION_ANNOTATION = 'canarygate.dev/config-revision';
+
 /** Annotations on a Canary through which the CLI asks for promote/abort/retry of a revision. */
 export const COMMAND_ANNOTATIONS = {
   promote: 'canarygate.dev/promote',
@@ -58,6 +75,11 @@ export const GENERATED_ANNOTATION = 'canarygate.dev/generated-from-defaults';
 
 /** The reconciler's finalizer on a Canary: traffic goes back to the primary before the Canary goes. */
 export const FINALIZER = 'canarygate.dev/finalizer';
+/**
+ * The reconciler's finalizer on a managed ConfigMap or Secret the stable
+ * primary still references: it cannot go away under running Pods.
+ */
+export const IN_USE_FINALIZER = 'canarygate.dev/in-use';
 /** reportingController of the reconciler's Events. */
 export const REPORTING_CONTROLLER = 'canarygate.dev/reconciler';
 /** Component of the CLI's Events. */
