@@ -379,6 +379,11 @@ export function webhookConfiguration(opts: WebhookConfigurationOptions = {}): V1
           // */status never reach the webhook.
           { apiGroups: ['apps'], apiVersions: ['v1'], resources: ['deployments'], operations: ['UPDATE', 'CREATE'], scope: 'Namespaced' },
           { apiGroups: [''], apiVersions: ['v1'], resources: ['services'], operations: ['UPDATE', 'CREATE'], scope: 'Namespaced' },
+          // The configs a target references: their data changes are held
+          // like a template change (core/targets/config.ts). UPDATE only: a
+          // new config holds nothing yet, and the reconciler creates its own
+          // copies through the matchCondition below.
+          { apiGroups: [''], apiVersions: ['v1'], resources: ['configmaps', 'secrets'], operations: ['UPDATE'], scope: 'Namespaced' },
         ],
         namespaceSelector: {
           matchLabels: { [NAMESPACE_ENABLED_LABEL]: TRUE },

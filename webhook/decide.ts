@@ -1,7 +1,9 @@
 // The webhook's whole judgement: a pure function of one AdmissionRequest.
 // It makes no API calls and never diffs whole objects: it compares only the
-// pod template (or Service spec) of the old and new object and writes a
-// handful of JSON-patch operations.
+// spec under canary (a Deployment's pod template, a Service's spec, a
+// ConfigMap's or Secret's data) of the old and new object, as the kind's
+// adapter in core/targets/ defines it, and writes a handful of JSON-patch
+// operations. It never logs and never puts a value into a message.
 
 import {
   CONTROL_ANNOTATIONS,
@@ -11,8 +13,8 @@ import {
   TRUE,
 } from '../core/contract.js';
 import { escapePointer, type JsonPatchOp } from '../core/json.js';
-import { canonicalBytes, revisionOfCanonical } from '../core/revision.js';
-import { targetKindOf } from '../core/targets/index.js';
+import { canonicalBytes, REVISION_LENGTH, revisionOfCanonical } from '../core/revision.js';
+import { heldKindOf, type HeldKind } from '../core/targets/index.js';
 import type { AdmissionRequest, KubeObject } from './admission.js';
 
 export interface DecideConfig {
@@ -61,6 +63,8 @@ export interface DecideResult {
 
 /** The annotation store of one object holds 256 KiB in total; leave room for the user's own. */
 export const DEFAULT_MAX_PENDING_SPEC_BYTES = 192 * 1024;
+/** What the API server allows for all annotations of one object together: keys and values, in bytes. */
+export const TOTAL_ANNOTATION_BYTES = 256 * 1024;
 
 /**
  * Field managers of kubectl commands that can only touch metadata. A request
@@ -77,7 +81,7 @@ const skipped: DecideResult = { allowed: true, decision: 'skipped' };
 
 export function decide(request: AdmissionRequest, config: DecideConfig): DecideResult {
   if (request.subResource) return skipped;
-  const target = targetKindOf(request.kind);
+  const target = heldKindOf(request.kind);
   if (!target) return skipped;
   const incoming = request.object;
   if (!incoming || typeof incoming !== 'object') return skipped;
@@ -98,9 +102,14 @@ export function decide(request: AdmissionRequest, config: DecideConfig): DecideR
     // Reaches us only because the new object carries the managed label (the
     // objectSelector matches old or new). Whoever adds the label cannot bring
     // a pending revision along with it: control annotations stay as they were.
-    const patch = controlAnnotationPatch(incoming, pick(old.metadata?.annotations, CONTROL_ANNOTATIONS));
-    return patch.length ? { allowed: true, decision: 'skipped', patch, forgeryReverted: true } : skipped;
+    return keepControlAnnotations(incoming, old);
   }
+  const malformed = target.holdRefusal?.(incoming, false);
+  if (malformed) return { allowed: false, decision: 'rejected', message: malformed };
+  // A config whose changes are not held (a TLS Secret, one annotated
+  // disabled, an immutable one the API server guards itself) passes as an
+  // unmanaged object does: only its control annotations stay as they were.
+  if (target.tracked && !target.tracked(old)) return keepControlAnnotations(incoming, old);
 
   const stableSpec = target.specUnderCanary(old);
   const incomingSpec = target.specUnderCanary(incoming);
@@ -137,16 +146,8 @@ export function decide(request: AdmissionRequest, config: DecideConfig): DecideR
     }
   } else {
     const bytes = canonicalBytes(incomingSpec);
-    const limit = config.maxPendingSpecBytes ?? DEFAULT_MAX_PENDING_SPEC_BYTES;
-    if (bytes.length > limit) {
-      return {
-        allowed: false,
-        decision: 'rejected',
-        message:
-          `canary-gate: the new ${target.specNoun} is ${bytes.length} bytes ` +
-          `of JSON, more than the ${limit} bytes a pending revision may hold in an annotation; the update was not applied`,
-      };
-    }
+    const tooLarge = tooLargeMessage(target, bytes.length, incoming, config);
+    if (tooLarge) return { allowed: false, decision: 'rejected', message: tooLarge };
     revision = revisionOfCanonical(bytes);
     // Decoded from the bytes: a flat string, which JSON.stringify of the
     // patch escapes in one native pass.
@@ -161,6 +162,11 @@ export function decide(request: AdmissionRequest, config: DecideConfig): DecideR
     }
   }
 
+  if (restore || revision !== undefined) {
+    const refused = target.holdRefusal?.(incoming, true);
+    if (refused) return { allowed: false, decision: 'rejected', message: refused };
+  }
+
   const patch: JsonPatchOp[] = restore ? restorePatch : [];
   const annotationOps = controlAnnotationPatch(incoming, desired);
   const forgeryReverted = annotationOps.length > 0 && !restore && decision !== 'cancelled';
@@ -173,6 +179,48 @@ export function decide(request: AdmissionRequest, config: DecideConfig): DecideR
   if (warnings.length) result.warnings = warnings;
   if (forgeryReverted) result.forgeryReverted = true;
   return result;
+}
+
+/** The answer for an object whose changes are not held: whatever it brings, its control annotations stay as they were. */
+function keepControlAnnotations(incoming: KubeObject, old: KubeObject): DecideResult {
+  const patch = controlAnnotationPatch(incoming, pick(old.metadata?.annotations, CONTROL_ANNOTATIONS));
+  return patch.length ? { allowed: true, decision: 'skipped', patch, forgeryReverted: true } : skipped;
+}
+
+function utf8Length(s: string): number {
+  return Buffer.byteLength(s, 'utf8');
+}
+
+/**
+ * Why a pending spec of `specBytes` cannot be stored, or undefined: it must
+ * fit the configured limit, and, with the object's other annotations, the
+ * API server's limit for all annotations together (a config applied with
+ * client-side kubectl apply already carries its data once, in
+ * last-applied-configuration).
+ */
+function tooLargeMessage(target: HeldKind, specBytes: number, incoming: KubeObject, config: DecideConfig): string | undefined {
+  const limit = config.maxPendingSpecBytes ?? DEFAULT_MAX_PENDING_SPEC_BYTES;
+  const advice = target.tooLargeAdvice ? ` ${target.tooLargeAdvice}` : '';
+  if (specBytes > limit) {
+    return (
+      `canary-gate: the new ${target.specNoun} is ${specBytes} bytes ` +
+      `of JSON, more than the ${limit} bytes a pending revision may hold in an annotation; the update was not applied.${advice}`
+    );
+  }
+  const current = incoming.metadata?.annotations;
+  let others = 0;
+  if (current && typeof current === 'object') {
+    for (const [key, value] of Object.entries(current)) {
+      if (!CONTROL_ANNOTATIONS.includes(key) && typeof value === 'string') others += utf8Length(key) + utf8Length(value);
+    }
+  }
+  const control = utf8Length(PENDING_REVISION) + REVISION_LENGTH + utf8Length(PENDING_SPEC) + specBytes;
+  if (others + control <= TOTAL_ANNOTATION_BYTES) return undefined;
+  return (
+    `canary-gate: the new ${target.specNoun} is ${specBytes} bytes of JSON; with the object's other annotations ` +
+    `(${others} bytes) the pending revision would exceed the ${TOTAL_ANNOTATION_BYTES} bytes Kubernetes allows for all ` +
+    `annotations of an object; the update was not applied.${advice}`
+  );
 }
 
 function pick(source: Record<string, string> | undefined, keys: readonly string[]): Record<string, string> {

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { V1ClusterRole, V1Deployment, V1PodSpec, V1Role } from '@kubernetes/client-node';
 
 import { MANAGED_LABEL, NAMESPACE_ENABLED_LABEL } from '../../core/contract.js';
+import { HELD_KINDS } from '../../core/targets/index.js';
 import { command, generateFiles, staleFiles } from '../../deploy/command.js';
 import { crds, freeFormMaps, type JSONSchemaProps } from '../../deploy/crds.js';
 import {
@@ -96,13 +97,21 @@ describe('deploy: MutatingWebhookConfiguration', () => {
     assert.equal(hook.failurePolicy, 'Fail');
   });
 
-  it('matches UPDATE and CREATE of apps/v1 deployments and v1 services, no subresources', () => {
+  it('matches UPDATE and CREATE of apps/v1 deployments and v1 services, UPDATE of v1 configmaps and secrets, no subresources', () => {
     assert.ok(hook);
     assert.deepEqual(hook.rules, [
       { apiGroups: ['apps'], apiVersions: ['v1'], resources: ['deployments'], operations: ['UPDATE', 'CREATE'], scope: 'Namespaced' },
       { apiGroups: [''], apiVersions: ['v1'], resources: ['services'], operations: ['UPDATE', 'CREATE'], scope: 'Namespaced' },
+      { apiGroups: [''], apiVersions: ['v1'], resources: ['configmaps', 'secrets'], operations: ['UPDATE'], scope: 'Namespaced' },
     ]);
     for (const rule of hook.rules ?? []) for (const r of rule.resources ?? []) assert.ok(!r.includes('/') && r !== '*', r);
+  });
+
+  it('matches exactly the kinds the webhook holds changes of (one adapter per matched resource)', () => {
+    assert.ok(hook);
+    const matched = (hook.rules ?? []).flatMap((rule) => (rule.resources ?? []).map((r) => `${rule.apiGroups?.[0] ?? ''}/${r}`)).sort();
+    const held = HELD_KINDS.map((k) => `${k.group}/${k.kind.toLowerCase()}s`).sort();
+    assert.deepEqual(matched, held);
   });
 
   it('selects enabled namespaces except kube-system and its own, and managed objects only', () => {

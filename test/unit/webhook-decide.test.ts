@@ -77,7 +77,7 @@ describe('decide(): requests canary-gate does not change', () => {
     { group: 'apps', version: 'v1', kind: 'StatefulSet' },
     { group: 'apps', version: 'v1', kind: 'DaemonSet' },
     { group: 'apps', version: 'v1', kind: 'ReplicaSet' },
-    { group: '', version: 'v1', kind: 'ConfigMap' },
+    { group: '', version: 'v1', kind: 'Pod' },
     { group: 'extensions', version: 'v1beta1', kind: 'Deployment' },
     { group: 'apps', version: 'v1', kind: 'Service' },
   ];
