@@ -12,7 +12,8 @@ import type { Canary } from '../../core/api/types.js';
 import { isNotFound, statusCode } from '../../core/api/client.js';
 import { escapePointer, type JsonPatchOp } from '../../core/json.js';
 import { canonicalJson } from '../../core/revision.js';
-import { configTracked, type ConfigKind, type ConfigLookup, type ConfigObject, type ConfigState, type ConfigView } from '../observe/configs.js';
+import { configTracked, type TargetObject } from '../../core/targets/index.js';
+import { configAdapter, type ConfigKind, type ConfigLookup, type ConfigObject, type ConfigState, type ConfigView } from '../observe/configs.js';
 import type { PendingChange } from '../observe/pending.js';
 import { canaryOwnerReference, ownedBy } from './copy.js';
 
@@ -103,15 +104,8 @@ export function promotionWrites(input: PromotionInput): PromotionWrite[] {
 /** The JSON patch that makes a config's pending data live (all of it or nothing). */
 export function configPromotionOps(view: ConfigView): JsonPatchOp[] {
   const pending = view.pending as PendingChange;
-  const spec = pending.spec as { data?: Record<string, string>; binaryData?: Record<string, string> };
   const ops: JsonPatchOp[] = [{ op: 'test', path: annotationPath(PENDING_REVISION), value: pending.revision }];
-  const field = (name: 'data' | 'binaryData', value: Record<string, string> | undefined) => {
-    const has = (view.live as Record<string, unknown>)[name] !== undefined;
-    if (value && Object.keys(value).length > 0) ops.push({ op: 'add', path: `/${name}`, value });
-    else if (has) ops.push({ op: 'remove', path: `/${name}` });
-  };
-  field('data', spec.data);
-  if (view.ref.kind === 'ConfigMap') field('binaryData', spec.binaryData);
+  ops.push(...configAdapter(view.ref.kind).promoteOps(view.live as TargetObject, pending.spec));
   ops.push({ op: 'remove', path: annotationPath(PENDING_REVISION) }, { op: 'remove', path: annotationPath(PENDING_SPEC) });
   return ops;
 }
@@ -141,10 +135,6 @@ export class ConfigLookups {
 
   set(kind: ConfigKind, namespace: string, name: string, what: ConfigLookup): void {
     this.found.set(`${namespace}/${kind}/${name}`, { what, at: this.now() });
-  }
-
-  forget(kind: ConfigKind, namespace: string, name: string): void {
-    this.found.delete(`${namespace}/${kind}/${name}`);
   }
 }
 
@@ -203,6 +193,7 @@ async function guarded<T>(what: string, fn: () => Promise<T>): Promise<T> {
  */
 export async function trackConfigs(configs: ConfigState, namespace: string, core: k8s.CoreV1Api, lookups: ConfigLookups, write: Write): Promise<void> {
   for (const ref of configs.unsettled) {
+    if (lookups.get(ref.kind, namespace, ref.name) === 'adopted') continue; // labelled; the cache has not shown it yet
     const client = configClient(ref.kind, core);
     let obj: ConfigObject;
     try {
@@ -214,13 +205,14 @@ export async function trackConfigs(configs: ConfigState, namespace: string, core
       }
       throw new ConfigWriteError(`reading ${ref.kind} ${namespace}/${ref.name}`, statusCode(err));
     }
-    if (!configTracked(ref.kind, obj)) {
+    if (!configTracked(obj as TargetObject)) {
       lookups.set(ref.kind, namespace, ref.name, 'untracked');
       continue;
     }
-    if (obj.metadata?.labels?.[MANAGED_LABEL] === TRUE) continue; // the cache will show it
-    await write(() => guarded(`labelling ${ref.kind} ${namespace}/${ref.name} managed`, () => client.patch(ref.name, namespace, { metadata: { labels: { [MANAGED_LABEL]: TRUE } } }, mergePatch)));
-    lookups.forget(ref.kind, namespace, ref.name);
+    if (obj.metadata?.labels?.[MANAGED_LABEL] !== TRUE) {
+      await write(() => guarded(`labelling ${ref.kind} ${namespace}/${ref.name} managed`, () => client.patch(ref.name, namespace, { metadata: { labels: { [MANAGED_LABEL]: TRUE } } }, mergePatch)));
+    }
+    lookups.set(ref.kind, namespace, ref.name, 'adopted');
   }
 }
 

@@ -42,6 +42,8 @@ export interface TargetView {
   replicas: number;
   /** Some ConfigMaps or Secrets the pod template references are not labelled managed or looked up yet. */
   configsUnsettled?: boolean;
+  /** A config the pod template references was just adopted (labelled managed): a live revision changed by it is no bypass. */
+  configsAdopted?: boolean;
 }
 
 /** What the reconciler saw of `<name>-canary`. */
@@ -767,6 +769,11 @@ class Machine {
     const live = this.obs.target.liveRevision;
     const promoted = this.status.lastPromotedRevision;
     if (!promoted || live === promoted) return;
+    if (this.obs.target.configsAdopted) {
+      // A config created (or first referenced) since: its data is live, and nothing was held from it.
+      this.status.lastPromotedRevision = live;
+      return;
+    }
     this.status.lastPromotedRevision = live;
     this.status.bypassedRevision = live;
     this.event('Warning', EventReason.WebhookBypassed, `the live spec changed to ${live} without analysis (was ${promoted}): the admission webhook was bypassed or down`, live);

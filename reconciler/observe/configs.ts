@@ -13,15 +13,8 @@
 // data.
 
 import type * as k8s from '@kubernetes/client-node';
-import {
-  CONFIG_REVISION_ANNOTATION,
-  CONFIG_TRACKING_ANNOTATION,
-  CONFIG_TRACKING_DISABLED,
-  CONFIG_TRACKING_ENABLED,
-  MANAGED_LABEL,
-  TRUE,
-  canaryName,
-} from '../../core/contract.js';
+import { CONFIG_REVISION_ANNOTATION, MANAGED_LABEL, TRUE, canaryName } from '../../core/contract.js';
+import { configMapKind, configTracked, secretKind, type HeldKind, type TargetObject } from '../../core/targets/index.js';
 import { revisionOf } from '../../core/revision.js';
 import { pendingChange, type PendingChange } from './pending.js';
 
@@ -113,28 +106,14 @@ export function withCopyReferences<T extends Template>(template: T, renamed: Rea
   return out as T;
 }
 
-/** Secret types whose changes go live at once unless annotated `enabled`: rotated by machines, not deployed by people. */
-export const UNTRACKED_SECRET_TYPES: ReadonlySet<string> = new Set([
-  'kubernetes.io/tls',
-  'kubernetes.io/service-account-token',
-  'kubernetes.io/dockercfg',
-  'kubernetes.io/dockerconfigjson',
-]);
-
-/** True when changes of this config are held for a canary (the webhook's rule, core/targets/config.ts). */
-export function configTracked(kind: ConfigKind, obj: ConfigObject): boolean {
-  const tracking = obj.metadata?.annotations?.[CONFIG_TRACKING_ANNOTATION];
-  if (tracking === CONFIG_TRACKING_DISABLED) return false;
-  if (obj.immutable === true) return false;
-  if (kind === 'Secret' && UNTRACKED_SECRET_TYPES.has((obj as k8s.V1Secret).type ?? '') && tracking !== CONFIG_TRACKING_ENABLED) return false;
-  return true;
+/** The adapter of a config kind (core/targets/config.ts): the webhook's rule for what is held and how it is hashed. */
+export function configAdapter(kind: ConfigKind): HeldKind {
+  return kind === 'Secret' ? secretKind : configMapKind;
 }
 
-/** The part of a config under canary: `{data, binaryData}` of a ConfigMap, `{data}` of a Secret. */
+/** The part of a config under canary, exactly as the webhook hashes it for its pending revision. */
 export function configSpec(kind: ConfigKind, obj: ConfigObject): Record<string, unknown> {
-  if (kind === 'Secret') return { data: (obj as k8s.V1Secret).data ?? {} };
-  const cm = obj as k8s.V1ConfigMap;
-  return { data: cm.data ?? {}, binaryData: cm.binaryData ?? {} };
+  return configAdapter(kind).specUnderCanary(obj as TargetObject) ?? {};
 }
 
 /** The revision of a config's live data, memoised per object version. */
@@ -148,8 +127,12 @@ export function configDataRevision(kind: ConfigKind, obj: ConfigObject): string 
 }
 const liveMemo = new WeakMap<object, { key: string; revision: string }>();
 
-/** What a look-up of a config that is not (yet) in the managed cache found; `taken`: a copy's name is a user's object. */
-export type ConfigLookup = 'missing' | 'untracked' | 'taken';
+/**
+ * What a look-up of a config outside the managed cache found: `missing`,
+ * `untracked`, `taken` (a copy's name is a user's object), or `adopted` (just
+ * labelled managed: its data joins the live revision, which is no bypass).
+ */
+export type ConfigLookup = 'missing' | 'untracked' | 'taken' | 'adopted';
 
 /** One tracked config the templates reference, as the caches show it. */
 export interface ConfigView {
@@ -183,6 +166,8 @@ export interface ConfigState {
   liveRevision: string;
   /** Combined revision of the desired template (pending, else live) and the desired configs. */
   desiredRevision: string;
+  /** A config was just labelled managed: its data joining the live revision is adoption, not a change made past the webhook. */
+  adopted: boolean;
   /** configKeys of the tracked configs whose pending data the desired state uses (the copy reads their `-canary` copies). */
   changed: Set<string>;
 }
@@ -241,12 +226,15 @@ export function configState(input: ConfigInputs): ConfigState | undefined {
   const missing: ConfigRef[] = [];
   const unsettled: ConfigRef[] = [];
   const seen = new Set<string>();
+  let adopted = false;
   for (const ref of [...desiredRefs, ...liveRefs]) {
     const key = configKey(ref);
     if (seen.has(key)) continue;
     seen.add(key);
     const live = input.get(ref.kind, ref.name);
-    if (live && !live.metadata?.deletionTimestamp && configTracked(ref.kind, live)) {
+    const found = input.lookup(ref.kind, ref.name);
+    if (found === 'adopted') adopted = true;
+    if (live && !live.metadata?.deletionTimestamp && configTracked(live as TargetObject)) {
       const view: ConfigView = { ref, live, liveRevision: configDataRevision(ref.kind, live) };
       const pending = pendingChange(live);
       if (pending && 'error' in pending) view.pendingError = pending.error;
@@ -255,15 +243,14 @@ export function configState(input: ConfigInputs): ConfigState | undefined {
       continue;
     }
     if (live) continue; // in the managed cache but not tracked (disabled, immutable, a skipped Secret type)
-    const found = input.lookup(ref.kind, ref.name);
-    if (found === undefined) unsettled.push(ref);
+    if (found === undefined || found === 'adopted') unsettled.push(ref); // adopted: until the cache shows it
     else if (found === 'missing' && !ref.optional && desiredRefs.some((r) => configKey(r) === key)) missing.push(ref);
   }
   const annotated = (t: Template | undefined) => (t as { metadata?: k8s.V1ObjectMeta } | undefined)?.metadata?.annotations?.[CONFIG_REVISION_ANNOTATION];
   const recorded = annotated(input.liveTemplate);
   if (views.size === 0 && recorded === undefined && annotated(input.pendingTemplate) === undefined) {
     if (unsettled.length === 0 && missing.length === 0) return undefined;
-    return { combined: false, views, missing, unsettled, liveConfigRevision: '', desiredConfigRevision: '', liveRevision: '', desiredRevision: '', changed: new Set() };
+    return { combined: false, adopted, views, missing, unsettled, liveConfigRevision: '', desiredConfigRevision: '', liveRevision: '', desiredRevision: '', changed: new Set() };
   }
   const revisions = (refs: ConfigRef[], desired: boolean) => {
     const out: Record<string, string> = {};
@@ -285,6 +272,7 @@ export function configState(input: ConfigInputs): ConfigState | undefined {
   const livePart = recorded ?? (input.promoting ? '' : configsRevision(revisions(liveRefs, false)));
   return {
     combined: true,
+    adopted,
     views,
     missing,
     unsettled,

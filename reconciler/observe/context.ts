@@ -205,6 +205,7 @@ function joinConfigs(ctx: SyncContext, targetView: TargetView, configs: ConfigCa
   if (!state) return;
   ctx.configs = state;
   if (state.unsettled.length > 0) targetView.configsUnsettled = true;
+  if (state.adopted) targetView.configsAdopted = true;
   for (const v of state.views.values()) {
     if (v.pendingError && !ctx.pendingError) ctx.pendingError = `${v.ref.kind} ${ns}/${v.ref.name}: ${v.pendingError}`;
   }
