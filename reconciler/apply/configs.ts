@@ -13,7 +13,7 @@ import { isNotFound, statusCode } from '../../core/api/client.js';
 import { escapePointer, type JsonPatchOp } from '../../core/json.js';
 import { canonicalJson } from '../../core/revision.js';
 import { configTracked, type TargetObject } from '../../core/targets/index.js';
-import { configAdapter, type ConfigKind, type ConfigLookup, type ConfigObject, type ConfigState, type ConfigView } from '../observe/configs.js';
+import { configAdapter, type ConfigKind, type ConfigLookup, type LookupResult, type ConfigObject, type ConfigState, type ConfigView } from '../observe/configs.js';
 import type { PendingChange } from '../observe/pending.js';
 import { canaryOwnerReference, ownedBy } from './copy.js';
 
@@ -122,15 +122,15 @@ export class ConfigLookups {
   private readonly found = new Map<string, { what: ConfigLookup; at: number }>();
   constructor(private readonly ttlMs = 10_000, private readonly now: () => number = Date.now) {}
 
-  get(kind: ConfigKind, namespace: string, name: string): ConfigLookup | undefined {
-    const key = `${namespace}/${kind}/${name}`;
-    const f = this.found.get(key);
-    if (!f) return undefined;
-    if (this.now() - f.at > this.ttlMs) {
-      this.found.delete(key);
-      return undefined;
-    }
-    return f.what;
+  get(kind: ConfigKind, namespace: string, name: string): LookupResult | undefined {
+    const f = this.found.get(`${namespace}/${kind}/${name}`);
+    // An untracked config (a TLS Secret many Deployments mount) changes its mind rarely: looked at less often.
+    const ttl = f?.what === 'untracked' ? this.ttlMs * 6 : this.ttlMs;
+    return f ? { what: f.what, stale: this.now() - f.at > ttl } : undefined;
+  }
+
+  delete(kind: ConfigKind, namespace: string, name: string): void {
+    this.found.delete(`${namespace}/${kind}/${name}`);
   }
 
   set(kind: ConfigKind, namespace: string, name: string, what: ConfigLookup): void {
@@ -193,7 +193,8 @@ async function guarded<T>(what: string, fn: () => Promise<T>): Promise<T> {
  */
 export async function trackConfigs(configs: ConfigState, namespace: string, core: k8s.CoreV1Api, lookups: ConfigLookups, write: Write): Promise<void> {
   for (const ref of configs.unsettled) {
-    if (lookups.get(ref.kind, namespace, ref.name) === 'adopted') continue; // labelled; the cache has not shown it yet
+    const last = lookups.get(ref.kind, namespace, ref.name);
+    if (last?.what === 'adopted' && !last.stale) continue; // labelled; the cache has not shown it yet
     const client = configClient(ref.kind, core);
     let obj: ConfigObject;
     try {
@@ -213,6 +214,17 @@ export async function trackConfigs(configs: ConfigState, namespace: string, core
       await write(() => guarded(`labelling ${ref.kind} ${namespace}/${ref.name} managed`, () => client.patch(ref.name, namespace, { metadata: { labels: { [MANAGED_LABEL]: TRUE } } }, mergePatch)));
     }
     lookups.set(ref.kind, namespace, ref.name, 'adopted');
+  }
+  for (const ref of configs.copyRechecks) {
+    const copyName = canaryName(ref.name);
+    let found: ConfigObject | undefined;
+    try {
+      found = await configClient(ref.kind, core).read(copyName, namespace);
+    } catch (err) {
+      if (!isNotFound(err)) throw new ConfigWriteError(`reading ${ref.kind} ${namespace}/${copyName}`, statusCode(err));
+    }
+    if (found && found.metadata?.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY && !(found.metadata?.ownerReferences ?? []).some((o) => o.kind === 'Canary')) lookups.set(ref.kind, namespace, copyName, 'taken');
+    else lookups.delete(ref.kind, namespace, copyName);
   }
 }
 

@@ -4,7 +4,7 @@
 import type * as k8s from '@kubernetes/client-node';
 import type { AlertProvider, Canary, MetricTemplate } from '../../core/api/types.js';
 import type { RouterResource } from '../../core/providers.js';
-import type { ConfigKind, ConfigLookup, ConfigObject } from './configs.js';
+import type { ConfigKind, ConfigObject, LookupResult } from './configs.js';
 
 export interface ObjectCache<T> {
   get(namespace: string, name: string): T | undefined;
@@ -46,5 +46,5 @@ export interface ConfigCaches {
    * missing or untracked config, a copy's name taken by a user's object);
    * undefined when not looked up recently.
    */
-  lookup(kind: ConfigKind, namespace: string, name: string): ConfigLookup | undefined;
+  lookup(kind: ConfigKind, namespace: string, name: string): LookupResult | undefined;
 }

@@ -134,6 +134,12 @@ const liveMemo = new WeakMap<object, { key: string; revision: string }>();
  */
 export type ConfigLookup = 'missing' | 'untracked' | 'taken' | 'adopted';
 
+/** A look-up's finding, and whether it is old enough to be looked up again (still used meanwhile: no flapping). */
+export interface LookupResult {
+  what: ConfigLookup;
+  stale: boolean;
+}
+
 /** One tracked config the templates reference, as the caches show it. */
 export interface ConfigView {
   ref: ConfigRef;
@@ -168,6 +174,8 @@ export interface ConfigState {
   desiredRevision: string;
   /** A config was just labelled managed: its data joining the live revision is adoption, not a change made past the webhook. */
   adopted: boolean;
+  /** Configs whose copy name was found taken by a user's object a while ago: looked at again (apply/configs.ts). */
+  copyRechecks: ConfigRef[];
   /** configKeys of the tracked configs whose pending data the desired state uses (the copy reads their `-canary` copies). */
   changed: Set<string>;
 }
@@ -202,8 +210,8 @@ export interface ConfigInputs {
   pendingTemplate?: Template;
   /** A config from the cache of managed configs. */
   get(kind: ConfigKind, name: string): ConfigObject | undefined;
-  /** What the last lookup of a config outside that cache found. */
-  lookup(kind: ConfigKind, name: string): ConfigLookup | undefined;
+  /** What the last look-up of a config outside that cache found. */
+  lookup(kind: ConfigKind, name: string): LookupResult | undefined;
   /**
    * The Canary's status says a promotion is being written: a template
    * without the config-revision annotation then does not yet run the live
@@ -232,8 +240,9 @@ export function configState(input: ConfigInputs): ConfigState | undefined {
     if (seen.has(key)) continue;
     seen.add(key);
     const live = input.get(ref.kind, ref.name);
-    const found = input.lookup(ref.kind, ref.name);
-    if (found === 'adopted') adopted = true;
+    const result = input.lookup(ref.kind, ref.name);
+    const found = result?.what;
+    if (found === 'adopted' && !result?.stale) adopted = true;
     if (live && !live.metadata?.deletionTimestamp && configTracked(live as TargetObject)) {
       const view: ConfigView = { ref, live, liveRevision: configDataRevision(ref.kind, live) };
       const pending = pendingChange(live);
@@ -243,14 +252,15 @@ export function configState(input: ConfigInputs): ConfigState | undefined {
       continue;
     }
     if (live) continue; // in the managed cache but not tracked (disabled, immutable, a skipped Secret type)
-    if (found === undefined || found === 'adopted') unsettled.push(ref); // adopted: until the cache shows it
-    else if (found === 'missing' && !ref.optional && desiredRefs.some((r) => configKey(r) === key)) missing.push(ref);
+    // Looked up again when unknown, just adopted (until the cache shows it) or stale; a stale finding still counts meanwhile.
+    if (found === undefined || found === 'adopted' || result?.stale) unsettled.push(ref);
+    if (found === 'missing' && !ref.optional && desiredRefs.some((r) => configKey(r) === key)) missing.push(ref);
   }
   const annotated = (t: Template | undefined) => (t as { metadata?: k8s.V1ObjectMeta } | undefined)?.metadata?.annotations?.[CONFIG_REVISION_ANNOTATION];
   const recorded = annotated(input.liveTemplate);
   if (views.size === 0 && recorded === undefined && annotated(input.pendingTemplate) === undefined) {
     if (unsettled.length === 0 && missing.length === 0) return undefined;
-    return { combined: false, adopted, views, missing, unsettled, liveConfigRevision: '', desiredConfigRevision: '', liveRevision: '', desiredRevision: '', changed: new Set() };
+    return { combined: false, adopted, copyRechecks: [], views, missing, unsettled, liveConfigRevision: '', desiredConfigRevision: '', liveRevision: '', desiredRevision: '', changed: new Set() };
   }
   const revisions = (refs: ConfigRef[], desired: boolean) => {
     const out: Record<string, string> = {};
@@ -273,6 +283,7 @@ export function configState(input: ConfigInputs): ConfigState | undefined {
   return {
     combined: true,
     adopted,
+    copyRechecks: [],
     views,
     missing,
     unsettled,

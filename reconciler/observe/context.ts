@@ -178,6 +178,7 @@ export function buildSyncContext(canary: Canary, caches: Caches, router: Router,
     ],
   };
   ctx.observed.changes = changes;
+  if (ctx.configs?.copyRechecks.length) ctx.observed.target.configsUnsettled = true;
   if (ctx.configs?.missing.length) ctx.observed.missingConfigs = ctx.configs.missing.map((r) => `${r.kind} ${namespace}/${r.name}`);
   if (canary.spec.promotion?.identity) ctx.observed.identityMode = canary.spec.promotion.identity;
   const hold = holdOf(canary, caches, now, holdSources);
@@ -236,13 +237,17 @@ function configCopyBlockers(ctx: SyncContext, caches: Caches): string[] {
   const configs = caches.configs;
   if (!configs || !ctx.configs) return [];
   const out: string[] = [];
+  const recheck = ctx.configs.copyRechecks;
   for (const key of ctx.configs.changed) {
     const view = ctx.configs.views.get(key);
     if (!view) continue;
     const { kind, name } = view.ref;
     const copyName = canaryName(name);
     const found = configs.copies[kind].get(ctx.namespace, copyName) ?? configs.managed[kind].get(ctx.namespace, copyName);
-    const foreign = found ? !ownedBy(found, ctx.canary) && !createdByCanaryGate(found) : configs.lookup(kind, ctx.namespace, copyName) === 'taken';
+    const taken = configs.lookup(kind, ctx.namespace, copyName);
+    // A taken name is looked at again now and then (the user may free it); until then it stays taken.
+    if (!found && taken?.what === 'taken' && taken.stale) recheck.push(view.ref);
+    const foreign = found ? !ownedBy(found, ctx.canary) && !createdByCanaryGate(found) : taken?.what === 'taken';
     if (foreign) out.push(`${kind} ${ctx.namespace}/${copyName} exists and was not created by canary-gate; canary-gate leaves it alone: rename it, or the ${kind}, to canary its changes`);
   }
   return out;

@@ -225,6 +225,27 @@ describe('ConfigMap and Secret canaries on a real control plane', function () {
     assert.deepEqual(await startedEvents(name), ['Started'], 'one run from start to promotion');
   });
 
+  it('never touches a user\'s own <cm>-canary: the run is held with NameTaken, and goes on once the name is free', async function () {
+    const name = 'taken';
+    gates.answer(`${name}-promote`, 200);
+    await setUp(name, [configMap(`${name}-config`, { k: 'v1' }), deploymentWith(name, 'example.test/taken:1')], [['configmap', `${name}-config`]]);
+    await applyJson(ns, configMap(`${name}-config-canary`, { mine: 'yes' }));
+
+    await applyJson(ns, configMap(`${name}-config`, { k: 'v2' }));
+    await waitFor('NameTaken', async () => (await canaryOf(name))?.status?.conditions?.find((x) => x.type === 'NameTaken')?.status === 'True', { namespace: ns, timeoutMs: 30_000 });
+    const mine = await cm(`${name}-config-canary`);
+    assert.deepEqual(mine?.data, { mine: 'yes' }, "the user's object keeps its data");
+    assert.equal(mine?.metadata.ownerReferences, undefined, 'and gets no owner');
+    assert.equal(await get(ns, 'deployment', `${name}-canary`), undefined, 'no canary copy reads it');
+    await new Promise((r) => setTimeout(r, 12_000)); // longer than a look-up lives: the condition does not flap
+    assert.equal((await canaryOf(name))?.status?.conditions?.find((x) => x.type === 'NameTaken')?.status, 'True');
+    assert.equal((await cm(`${name}-config`))?.data?.k, 'v1', 'nothing promoted');
+
+    await kubectlOk(['-n', ns, 'delete', 'configmap', `${name}-config-canary`]);
+    await waitFor('the run to be promoted once the name is free', async () => (await phaseOf(name)) === 'Succeeded', { namespace: ns, timeoutMs: 60_000 });
+    assert.equal((await cm(`${name}-config`))?.data?.k, 'v2');
+  });
+
   it('reports a missing ConfigMap on the Canary (condition and Warning Event), ignores a missing optional one, and clears it once created', async function () {
     const name = 'missing';
     const d = deploymentWith(name, 'example.test/missing:1', (spec) => {

@@ -31,7 +31,10 @@ function inputs(objects: ConfigObject[], over: Partial<ConfigInputs> = {}, looku
   return {
     liveTemplate: mounted(),
     get: (kind: ConfigKind, name: string) => objects.find((o) => o.metadata?.name === name && (kind === 'Secret') === ('type' in o)),
-    lookup: (kind: ConfigKind, name: string) => lookups[`${kind}/${name}`],
+    lookup: (kind: ConfigKind, name: string) => {
+      const what = lookups[`${kind}/${name}`];
+      return what ? { what, stale: false } : undefined;
+    },
     promoting: false,
     ...over,
   };
@@ -224,13 +227,20 @@ describe('promotionWrites(): the order of a promotion', () => {
 });
 
 describe('ConfigLookups', () => {
-  it('remembers a look-up for its lifetime, then forgets it so that the config is looked up again', () => {
+  it('keeps a finding, stale after its lifetime (looked up again, still used meanwhile: a missing config or taken name does not flap)', () => {
     let now = 0;
     const l = new ConfigLookups(10_000, () => now);
     l.set('ConfigMap', 'ns', 'a', 'missing');
-    assert.equal(l.get('ConfigMap', 'ns', 'a'), 'missing');
+    assert.deepEqual(l.get('ConfigMap', 'ns', 'a'), { what: 'missing', stale: false });
     assert.equal(l.get('Secret', 'ns', 'a'), undefined, 'kinds apart');
     now = 10_001;
-    assert.equal(l.get('ConfigMap', 'ns', 'a'), undefined);
+    assert.deepEqual(l.get('ConfigMap', 'ns', 'a'), { what: 'missing', stale: true });
+  });
+
+  it('a stale finding is looked up again, and a stale missing config is still reported meanwhile', () => {
+    const t = template({ volumes: [{ name: 'a', configMap: { name: 'gone' } }] });
+    const s = configState({ ...inputs([], { liveTemplate: t }), lookup: () => ({ what: 'missing', stale: true }) });
+    assert.deepEqual(s?.missing.map((r) => r.name), ['gone']);
+    assert.deepEqual(s?.unsettled.map((r) => r.name), ['gone']);
   });
 });
