@@ -131,9 +131,13 @@ describe('ConfigMap and Secret canaries on a real control plane', function () {
     await waitFor('the ConfigMap copy to be removed', async () => (await cm(`${name}-config-canary`)) === undefined, { namespace: ns });
     assert.deepEqual(await startedEvents(name), ['Started'], 'one run');
 
-    // Idle afterwards: no new run for the promoted state.
+    // GitOps applies the same manifests again: nothing is held, no new run.
+    await applyJson(ns, configMap(`${name}-config`, { 'app.conf': 'colour=green' }));
+    await applyJson(ns, deploymentWith(name, 'example.test/mounted:1'));
+    assert.equal((await cm(`${name}-config`))?.metadata.annotations?.[PENDING_REVISION], undefined);
     await new Promise((r) => setTimeout(r, 2500));
     assert.equal(await phaseOf(name), 'Succeeded');
+    assert.deepEqual(await startedEvents(name), ['Started'], 'still one run');
   });
 
   it('rolls a failed ConfigMap change back: live ConfigMap and primary untouched, copies gone, the failed revision not retried until `canary-gate retry`', async function () {
