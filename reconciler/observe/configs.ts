@@ -13,7 +13,7 @@
 // data.
 
 import type * as k8s from '@kubernetes/client-node';
-import { CONFIG_REVISION_ANNOTATION, MANAGED_LABEL, TRUE, canaryName } from '../../core/contract.js';
+import { CONFIG_REVISION_ANNOTATION, canaryName } from '../../core/contract.js';
 import { configMapKind, configTracked, secretKind, type HeldKind, type TargetObject } from '../../core/targets/index.js';
 import { revisionOf } from '../../core/revision.js';
 import { pendingChange, type PendingChange } from './pending.js';
@@ -293,9 +293,4 @@ export function configState(input: ConfigInputs): ConfigState | undefined {
     desiredRevision: combinedRevision(desiredTemplate, desiredConfigRevision),
     changed,
   };
-}
-
-/** True when the object carries the managed label (the webhook holds its changes). */
-export function configManaged(obj: ConfigObject | undefined): boolean {
-  return obj?.metadata?.labels?.[MANAGED_LABEL] === TRUE;
 }
