@@ -11,7 +11,11 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 
 /** Namespace label that opts every Deployment in the namespace in. */
 export const NAMESPACE_ENABLED_LABEL = 'canarygate.dev/enabled';
-/** Put on a Deployment or Service by the reconciler when it adopts it; the webhook acts only on objects that carry it. */
+/**
+ * Put on a Deployment or Service by the reconciler when it adopts it, and on
+ * the ConfigMaps and Secrets their pod templates reference; the webhook acts
+ * only on objects that carry it.
+ */
 export const MANAGED_LABEL = 'canarygate.dev/managed';
 /** A Deployment carrying this label with value "true" is never adopted from namespace defaults. */
 export const SKIP_LABEL = 'canarygate.dev/skip';

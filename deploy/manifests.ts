@@ -23,7 +23,8 @@ import type {
   V1ServiceAccount,
 } from '@kubernetes/client-node';
 
-import { GROUP, MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, TRUE } from '../core/contract.js';
+import { CONFIG_TRACKING_ANNOTATION, CONFIG_TRACKING_ENABLED, GROUP, MANAGED_LABEL, NAMESPACE_ENABLED_LABEL, TRUE } from '../core/contract.js';
+import { UNTRACKED_SECRET_TYPES } from '../core/targets/config.js';
 
 // ---------------------------------------------------------------- names
 
@@ -355,6 +356,24 @@ export interface WebhookConfigurationOptions {
   reconcilerUser?: string;
 }
 
+/**
+ * CEL that is false for an update of a Secret whose type is not tracked by
+ * default (TLS, tokens, pull secrets; configTracked() in core/targets/config.ts)
+ * and that is not annotated `enabled`: the API server does not call the
+ * webhook for it at all, so a certificate renewal never waits on the webhook
+ * being up (failurePolicy Fail would otherwise refuse it while it is down).
+ */
+export function untrackedSecretSkipExpression(): string {
+  const types = JSON.stringify([...UNTRACKED_SECRET_TYPES]);
+  const key = JSON.stringify(CONFIG_TRACKING_ANNOTATION);
+  return (
+    `!(request.resource.group == "" && request.resource.resource == "secrets" && oldObject != null && ` +
+    `has(oldObject.type) && oldObject.type in ${types} && ` +
+    `!(has(oldObject.metadata.annotations) && ${key} in oldObject.metadata.annotations && ` +
+    `oldObject.metadata.annotations[${key}] == ${JSON.stringify(CONFIG_TRACKING_ENABLED)}))`
+  );
+}
+
 function base64Bundle(caBundle: string): string {
   const text = caBundle.trim();
   return text.startsWith('-----BEGIN') ? Buffer.from(text + '\n').toString('base64') : text;
@@ -395,7 +414,10 @@ export function webhookConfiguration(opts: WebhookConfigurationOptions = {}): V1
         // The reconciler's own writes pass untouched anyway (webhook/decide.ts);
         // skipping them here means it can still promote and roll back while the
         // webhook is down.
-        matchConditions: [{ name: 'not-the-reconciler', expression: `request.userInfo.username != ${JSON.stringify(reconcilerUser)}` }],
+        matchConditions: [
+          { name: 'not-the-reconciler', expression: `request.userInfo.username != ${JSON.stringify(reconcilerUser)}` },
+          { name: 'not-an-untracked-secret', expression: untrackedSecretSkipExpression() },
+        ],
         matchPolicy: 'Equivalent',
         sideEffects: 'None',
         admissionReviewVersions: ['v1'],

@@ -90,11 +90,12 @@ function promoteField(path: string, live: unknown, pending: unknown): JsonPatchO
 
 /** Refusals common to both kinds: a malformed tracking annotation, a config made immutable under a change. */
 function configRefusal(kind: string, incoming: TargetObject, holding: boolean): string | undefined {
-  const tracking = incoming.metadata?.annotations?.[CONFIG_TRACKING_ANNOTATION];
-  if (tracking !== undefined && !TRACKING_VALUES.has(tracking)) {
+  const tracking: unknown = incoming.metadata?.annotations?.[CONFIG_TRACKING_ANNOTATION];
+  if (tracking !== undefined && !(typeof tracking === 'string' && TRACKING_VALUES.has(tracking))) {
+    const got = typeof tracking === 'string' ? JSON.stringify(tracking.slice(0, 64)) : `a ${tracking === null ? 'null' : typeof tracking}`;
     return (
       `canary-gate: annotation ${CONFIG_TRACKING_ANNOTATION} must be "${CONFIG_TRACKING_ENABLED}" or ` +
-      `"${CONFIG_TRACKING_DISABLED}", got ${JSON.stringify(tracking.slice(0, 64))}; the update was not applied`
+      `"${CONFIG_TRACKING_DISABLED}", got ${got}; the update was not applied`
     );
   }
   if (holding && incoming.immutable === true) {

@@ -10,6 +10,7 @@ import path from 'node:path';
 import {
   CONFIG_TRACKING_ANNOTATION,
   CONFIG_TRACKING_DISABLED,
+  CONFIG_TRACKING_ENABLED,
   MANAGED_LABEL,
   PENDING_REVISION,
   PENDING_SPEC,
@@ -17,6 +18,7 @@ import {
 import { revisionOf } from '../../core/revision.js';
 import { clusterDir, getObject, kubectl } from './cluster.js';
 import { createNamespace, deleteNamespace } from './namespaces.js';
+import { RECONCILER_USER } from './webhook-process.js';
 
 interface Config {
   metadata: { annotations?: Record<string, string>; labels?: Record<string, string>; resourceVersion: string };
@@ -67,6 +69,16 @@ async function get(ns: string, kind: 'configmap' | 'secret', name: string): Prom
   const obj = await getObject<Config>(ns, kind, name);
   assert.ok(obj, `${kind} ${name} exists`);
   return obj;
+}
+
+/** Admission reviews the suite's webhook has answered so far, whatever the decision. */
+async function reviewsAnswered(): Promise<number> {
+  const port = process.env.CANARY_GATE_E2E_WEBHOOK_METRICS_PORT;
+  assert.ok(port, 'the e2e fixtures started a webhook');
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+  let total = 0;
+  for (const m of text.matchAll(/^canary_gate_webhook_requests_total\{[^}]*\} (\d+)$/gm)) total += Number(m[1]);
+  return total;
 }
 
 function pending(obj: Config): { revision?: string; spec?: unknown } {
@@ -126,10 +138,12 @@ describe('webhook: ConfigMap and Secret data on a real API server', function () 
   it('lets a TLS Secret renewal, a config annotated disabled and an unmanaged ConfigMap straight through', async function () {
     const tls = (crt: string) => secret('cert', { data: { 'tls.crt': b64(crt), 'tls.key': b64(`key-${crt}`) } }, 'kubernetes.io/tls');
     await applyOk(ns, tls('v1'));
+    const answered = await reviewsAnswered();
     await applyOk(ns, tls('v2'));
     const cert = await get(ns, 'secret', 'cert');
     assert.equal(cert.data?.['tls.crt'], b64('v2'));
     assert.deepEqual(pending(cert), { revision: undefined, spec: undefined });
+    assert.equal(await reviewsAnswered(), answered, 'the API server did not even call the webhook: a renewal never waits on it');
 
     const off = { [CONFIG_TRACKING_ANNOTATION]: CONFIG_TRACKING_DISABLED };
     await applyOk(ns, configMap('flags', { on: 'no' }, { annotations: off }));
@@ -144,6 +158,33 @@ describe('webhook: ConfigMap and Secret data on a real API server', function () 
     const plain = await get(ns, 'configmap', 'plain');
     assert.deepEqual(plain.data, { x: '2' });
     assert.equal(plain.metadata.annotations?.[PENDING_REVISION], undefined);
+  });
+
+  it('holds a TLS Secret annotated enabled', async function () {
+    const tls = (crt: string) => ({
+      ...secret('tracked-cert', { data: { 'tls.crt': b64(crt), 'tls.key': b64('key') } }, 'kubernetes.io/tls'),
+      metadata: { name: 'tracked-cert', labels: { [MANAGED_LABEL]: 'true' }, annotations: { [CONFIG_TRACKING_ANNOTATION]: CONFIG_TRACKING_ENABLED } },
+    });
+    await applyOk(ns, tls('v1'));
+    await applyOk(ns, tls('v2'));
+    const cert = await get(ns, 'secret', 'tracked-cert');
+    assert.equal(cert.data?.['tls.crt'], b64('v1'));
+    assert.deepEqual(pending(cert).spec, { data: { 'tls.crt': b64('v2'), 'tls.key': b64('key') } });
+  });
+
+  it("lets the reconciler's identity write the data (a promotion) and puts back control annotations a user forges", async function () {
+    await applyOk(ns, configMap('owned', { k: 'v1' }));
+    const forged = await kubectl(['-n', ns, 'annotate', 'configmap/owned', `${PENDING_REVISION}=deadbeef0000`, `${PENDING_SPEC}={"data":{"k":"evil"}}`]);
+    assert.equal(forged.code, 0, forged.stderr);
+    assert.deepEqual(pending(await get(ns, 'configmap', 'owned')), { revision: undefined, spec: undefined });
+
+    // The reconciler's own RBAC for configs belongs to the reconciler side;
+    // system:masters stands in for it here, the username is what the webhook judges.
+    const promote = await kubectl(
+      ['-n', ns, '--as', RECONCILER_USER, '--as-group', 'system:masters', 'patch', 'configmap/owned', '--type=merge', '-p', '{"data":{"k":"v2"}}'],
+    );
+    assert.equal(promote.code, 0, promote.stderr);
+    assert.deepEqual((await get(ns, 'configmap', 'owned')).data, { k: 'v2' });
   });
 
   it('refuses a change too large for an annotation, saying so and what to do; nothing changes', async function () {

@@ -6,8 +6,8 @@ import { fileURLToPath } from 'node:url';
 
 import type { V1ClusterRole, V1Deployment, V1PodSpec, V1Role } from '@kubernetes/client-node';
 
-import { MANAGED_LABEL, NAMESPACE_ENABLED_LABEL } from '../../core/contract.js';
-import { HELD_KINDS } from '../../core/targets/index.js';
+import { CONFIG_TRACKING_ANNOTATION, CONFIG_TRACKING_ENABLED, MANAGED_LABEL, NAMESPACE_ENABLED_LABEL } from '../../core/contract.js';
+import { HELD_KINDS, UNTRACKED_SECRET_TYPES } from '../../core/targets/index.js';
 import { command, generateFiles, staleFiles } from '../../deploy/command.js';
 import { crds, freeFormMaps, type JSONSchemaProps } from '../../deploy/crds.js';
 import {
@@ -133,9 +133,18 @@ describe('deploy: MutatingWebhookConfiguration', () => {
 
   it("skips the reconciler's own requests", () => {
     assert.ok(hook);
-    assert.deepEqual(hook.matchConditions, [{ name: 'not-the-reconciler', expression: `request.userInfo.username != "${RECONCILER_USER}"` }]);
+    assert.deepEqual(hook.matchConditions?.[0], { name: 'not-the-reconciler', expression: `request.userInfo.username != "${RECONCILER_USER}"` });
     const other = webhookConfiguration({ reconcilerUser: 'admin' }).webhooks?.[0];
     assert.equal(other?.matchConditions?.[0]?.expression, 'request.userInfo.username != "admin"');
+  });
+
+  it('is not called for Secrets of the types configTracked() skips, unless annotated enabled (e2e: configs-webhook)', () => {
+    assert.ok(hook);
+    assert.equal(hook.matchConditions?.length, 2);
+    const skip = hook.matchConditions?.[1];
+    assert.equal(skip?.name, 'not-an-untracked-secret');
+    for (const type of UNTRACKED_SECRET_TYPES) assert.ok(skip?.expression.includes(JSON.stringify(type)), type);
+    assert.ok(skip?.expression.includes(`oldObject.metadata.annotations["${CONFIG_TRACKING_ANNOTATION}"] == "${CONFIG_TRACKING_ENABLED}"`));
   });
 
   it('can point at a URL with a given CA, name and failure policy (local e2e)', () => {

@@ -373,6 +373,15 @@ describe('decide(): the tracking annotation', () => {
     assert.equal(r.decision, 'rejected');
     assert.match(r.message ?? '', /canarygate.dev\/config-tracking must be "enabled" or "disabled", got "off"; the update was not applied/);
   });
+
+  it('refuses a value that is not a string with a message too (found by the fuzz test: it threw)', () => {
+    const old = configMap();
+    const next = structuredClone(old);
+    (next.metadata!.annotations as Record<string, unknown>)[CONFIG_TRACKING_ANNOTATION] = 7;
+    const r = decide(request(next, old), config);
+    assert.equal(r.decision, 'rejected');
+    assert.match(r.message ?? '', /got a number/);
+  });
 });
 
 describe('decide(): immutable configs', () => {

@@ -10,7 +10,10 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
-import { MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC } from '../../core/contract.js';
+import jsonpatch from 'fast-json-patch';
+import { CONFIG_TRACKING_ANNOTATION, MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC } from '../../core/contract.js';
+import { jsonEqual } from '../../core/json.js';
+import { heldKindOf } from '../../core/targets/index.js';
 import type { AdmissionRequest } from '../../webhook/admission.js';
 import { decide } from '../../webhook/decide.js';
 import { review } from '../../webhook/review.js';
@@ -18,10 +21,14 @@ import { createWebhookHandler } from '../../webhook/server.js';
 import {
   RECONCILER,
   admissionReview,
+  configMap,
   deployment,
   request as admissionRequest,
+  secret,
   service,
+  typedSecret,
   unmanagedDeployment,
+  withData,
   withImage,
 } from '../fixtures/objects.js';
 import { Rng } from '../fixtures/rng.js';
@@ -38,6 +45,8 @@ const INTERESTING_STRINGS = [
   'admission.k8s.io/v1', 'admission.k8s.io/v1beta1', RECONCILER, 'kubectl-label', 'kubectl-annotate', 'status', 'scale',
   'true', 'false', MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC, '__proto__', 'constructor', 'prototype', 'toString',
   'hasOwnProperty', '\u0000', '\ud800', '"quoted"', '~1/~0', 'é漢字🚀', '{"a":1}',
+  'ConfigMap', 'Secret', 'data', 'binaryData', 'stringData', 'immutable', 'type', 'kubernetes.io/tls', 'Opaque',
+  CONFIG_TRACKING_ANNOTATION, 'enabled', 'disabled',
 ];
 
 function randomString(rng: Rng): string {
@@ -89,9 +98,9 @@ function randomValue(rng: Rng, depth = 0): unknown {
     case 9:
       return deepMarker(rng.chance(0.2) ? 20_000 : 200);
     case 10:
-      return rng.chance(0.5) ? deployment() : service();
+      return rng.pick([deployment, service, configMap, secret])();
     case 11:
-      return { group: rng.pick(['apps', '', 'batch']), version: 'v1', kind: rng.pick(['Deployment', 'Service', 'Job']) };
+      return { group: rng.pick(['apps', '', 'batch']), version: 'v1', kind: rng.pick(['Deployment', 'Service', 'ConfigMap', 'Secret', 'Job']) };
     case 12:
       return { [MANAGED_LABEL]: rng.pick(['true', 'false', '']) };
     default:
@@ -117,8 +126,73 @@ function baseReview(rng: Rng): unknown {
       return admissionReview(admissionRequest(next, s));
     },
     () => admissionReview(admissionRequest(s, s, { fieldManager: 'kubectl-label', dryRun: true })),
+    ...configReviews(),
   ];
   return rng.pick(choices)();
+}
+
+/** Plausible ConfigMap and Secret reviews: data, binaryData and stringData changes, skipped types, the tracking annotation, immutable. */
+function configReviews(): Array<() => unknown> {
+  const cm = configMap();
+  const sec = secret();
+  const tls = typedSecret('kubernetes.io/tls');
+  return [
+    () => admissionReview(admissionRequest(withData(cm, 'LOG_LEVEL', 'debug'), cm)),
+    () => {
+      const next = structuredClone(cm);
+      next.binaryData = { 'logo.png': 'R0lGODlh' };
+      return admissionReview(admissionRequest(next, cm));
+    },
+    () => admissionReview(admissionRequest(withData(sec, 'url', 'postgres://new'), sec)),
+    () => {
+      const next = structuredClone(sec);
+      next.stringData = { url: 'postgres://via-string-data' };
+      return admissionReview(admissionRequest(next, sec));
+    },
+    () => admissionReview(admissionRequest(withData(tls, 'tls.crt', 'renewed'), tls)),
+    () => {
+      const next = withData(cm, 'LOG_LEVEL', 'warn');
+      next.metadata!.annotations![CONFIG_TRACKING_ANNOTATION] = 'disabled';
+      next.immutable = true;
+      return admissionReview(admissionRequest(next, cm));
+    },
+  ];
+}
+
+/** The API server decodes ObjectMeta before admission: labels and annotations are maps of strings or absent. */
+function decodable(obj: unknown): boolean {
+  const meta = (obj as { metadata?: unknown }).metadata;
+  if (meta === undefined) return true;
+  if (!meta || typeof meta !== 'object' || Array.isArray(meta)) return false;
+  for (const field of ['labels', 'annotations']) {
+    const map = (meta as Record<string, unknown>)[field];
+    if (map === undefined) continue;
+    if (!map || typeof map !== 'object' || Array.isArray(map) || Object.values(map).some((v) => typeof v !== 'string')) return false;
+  }
+  return true;
+}
+
+/**
+ * For a held kind whose change was held: the patched object carries exactly
+ * the stable spec under canary of the old one (what Pods keep reading).
+ */
+function checkHeld(parsed: unknown, decision: string): void {
+  if (!['intercepted', 'replaced', 'reapplied'].includes(decision)) return;
+  const req = (parsed as { request: AdmissionRequest }).request;
+  const kind = heldKindOf(req.kind);
+  if (!kind || !req.object || !req.oldObject || !decodable(req.object)) return;
+  let text: string;
+  try {
+    text = JSON.stringify(req);
+  } catch {
+    return; // nested deeper than the stack: no JS patch library could apply it either
+  }
+  // fast-json-patch sets a "__proto__" member through the prototype setter;
+  // the API server's patch adds it as the own key it is.
+  if (text.includes('"__proto__"')) return;
+  const decided = decide(req, { reconcilerUsers: new Set([RECONCILER]) });
+  const patched = jsonpatch.applyPatch(structuredClone(req.object), (decided.patch ?? []) as jsonpatch.Operation[], true, false, false).newDocument;
+  assert.ok(jsonEqual(kind.specUnderCanary(patched), kind.specUnderCanary(req.oldObject)), `the patched ${kind.kind} keeps its stable spec`);
 }
 
 type Path = Array<string | number>;
@@ -242,6 +316,7 @@ describe(`webhook fuzz (seed ${seed})`, function () {
     const rng = new Rng(seed);
     const config = { reconcilerUsers: new Set([RECONCILER]) };
     const decisions = new Map<string, number>();
+    const configDecisions = new Map<string, number>();
     for (let i = 0; i < DIRECT_CASES; i++) {
       const text = makeCase(rng);
       let parsed: unknown;
@@ -253,6 +328,12 @@ describe(`webhook fuzz (seed ${seed})`, function () {
       try {
         const result = review(parsed, config);
         decisions.set(result.decision, (decisions.get(result.decision) ?? 0) + 1);
+        if (result.kind === 'ConfigMap' || result.kind === 'Secret') {
+          configDecisions.set(result.decision, (configDecisions.get(result.decision) ?? 0) + 1);
+        }
+        checkHeld(parsed, result.decision);
+        // The one accepted internal error: nesting deeper than the stack (refused, see review()).
+        if (result.decision === 'error') assert.ok(result.error instanceof RangeError, `decide() threw: ${String(result.error)}`);
         assert.equal(result.text, JSON.stringify(result.body), 'the hand-written answer text is JSON.stringify of the body');
         checkAnswer(text, result.status, result.text);
         assert.ok(result.status === 200 || result.status === 400);
@@ -270,7 +351,10 @@ describe(`webhook fuzz (seed ${seed})`, function () {
     for (const d of ['bad_request', 'skipped', 'unchanged', 'intercepted']) {
       assert.ok(seen.includes(d), `decision ${d} reached (seed ${seed}): ${JSON.stringify([...decisions])}`);
     }
-    if (process.env.FUZZ_VERBOSE) console.log(JSON.stringify([...decisions]));
+    for (const d of ['skipped', 'intercepted', 'rejected']) {
+      assert.ok(configDecisions.has(d), `a ConfigMap or Secret review reached ${d} (seed ${seed}): ${JSON.stringify([...configDecisions])}`);
+    }
+    if (process.env.FUZZ_VERBOSE) console.log(JSON.stringify([...decisions]), JSON.stringify([...configDecisions]));
     prototypeIsClean();
   });
 
