@@ -169,10 +169,12 @@ export function reconcilerClusterRole(): V1ClusterRole {
     },
     { apiGroups: [GROUP], resources: ['canaries/finalizers'], verbs: ['update'] },
     { apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list', 'watch'] },
-    // Namespace defaults for generated Canaries (ConfigMaps labelled canarygate.dev/defaults=true;
-    // RBAC cannot restrict a watch to a label, so this is read access to ConfigMaps).
-    { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch'] },
-    { apiGroups: [''], resources: ['secrets'], verbs: ['get'] },
+    // ConfigMaps and Secrets: namespace defaults for generated Canaries, the
+    // configs a target references (watched only when labelled managed or a
+    // copy, but RBAC cannot restrict a watch to a label), labelling them
+    // managed (patch), their copies <config>-canary (create, update,
+    // delete), and promoting their pending data (patch).
+    { apiGroups: [''], resources: ['configmaps', 'secrets'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
     { apiGroups: ['', 'events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
   ];
   return {

@@ -10,7 +10,8 @@ import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { errorMessage } from '../core/api/client.js';
 import type { AlertProvider, Canary, CanarySpec, MetricTemplate } from '../core/api/types.js';
-import { DEFAULTS_LABEL, GROUP, MANAGED_LABEL, FREEZE_LABEL, NAMESPACE_ENABLED_LABEL, REVISION_LABEL, SKIP_LABEL, TRUE, VERSION, canaryName } from '../core/contract.js';
+import { CANARY_ROLE, DEFAULTS_LABEL, GROUP, MANAGED_LABEL, FREEZE_LABEL, NAMESPACE_ENABLED_LABEL, REVISION_LABEL, ROLE_LABEL, SKIP_LABEL, TRUE, VERSION, canaryName } from '../core/contract.js';
+import { ConfigLookups } from './apply/configs.js';
 import { Registry, type Gauge, type Histogram } from '../core/metrics.js';
 import { targetKind } from '../core/targets/index.js';
 import { runChecks, type MetricChecker } from './analysis/checks.js';
@@ -82,6 +83,8 @@ export class Reconciler {
   private readonly api: EffectClients;
   private readonly routers: Routers;
   private readonly upstream: UpstreamReader;
+  /** What look-ups of configs outside the managed caches found (apply/configs.ts). */
+  private readonly configLookups = new ConfigLookups();
   private readonly log: Logger;
   /** target "ns/Kind/name" -> Canary keys that name it. */
   private readonly byTarget = new Map<string, Set<string>>();
@@ -153,6 +156,12 @@ export class Reconciler {
     }
     const httpRoutes = routerInformers.get('gateway.networking.k8s.io/v1/httproutes') as unknown as ResilientInformer<HttpRoute & KubeObject>;
     const defaults = informer<k8s.V1ConfigMap & KubeObject>('/api/v1/configmaps', 'defaults', `${DEFAULTS_LABEL}=true`);
+    // Only the ConfigMaps and Secrets canary-gate manages or made: a
+    // cluster's other configs (and their Secret values) never enter memory.
+    const managedConfigMaps = informer<k8s.V1ConfigMap & KubeObject>('/api/v1/configmaps', 'managed-configmaps', `${MANAGED_LABEL}=${TRUE}`);
+    const managedSecrets = informer<k8s.V1Secret & KubeObject>('/api/v1/secrets', 'managed-secrets', `${MANAGED_LABEL}=${TRUE}`);
+    const configMapCopies = informer<k8s.V1ConfigMap & KubeObject>('/api/v1/configmaps', 'configmap-copies', `${ROLE_LABEL}=${CANARY_ROLE}`);
+    const secretCopies = informer<k8s.V1Secret & KubeObject>('/api/v1/secrets', 'secret-copies', `${ROLE_LABEL}=${CANARY_ROLE}`);
     const metricTemplates = informer<MetricTemplate & KubeObject>(`/apis/${GROUP}/${VERSION}/metrictemplates`, 'metrictemplates');
     const alertProviders = informer<AlertProvider & KubeObject>(`/apis/${GROUP}/${VERSION}/alertproviders`, 'alertproviders');
     this.caches = {
@@ -167,6 +176,11 @@ export class Reconciler {
         return inf ? cache(inf) : undefined;
       },
       defaults: cache(defaults),
+      configs: {
+        managed: { ConfigMap: cache(managedConfigMaps), Secret: cache(managedSecrets) },
+        copies: { ConfigMap: cache(configMapCopies), Secret: cache(secretCopies) },
+        lookup: (kind, namespace, name) => this.configLookups.get(kind, namespace, name),
+      },
       metricTemplates: cache(metricTemplates),
       alertProviders: cache(alertProviders),
     };
@@ -225,6 +239,8 @@ export class Reconciler {
     onAny(services, (s) => this.onWorkload('Service', s));
     for (const inf of routerInformers.values()) onAny(inf, (r) => this.enqueueNamespace(r.metadata?.namespace ?? ''));
     onAny(hpas, (h) => this.enqueueNamespace(h.metadata?.namespace ?? ''));
+    // A config changed, labelled or copied: the Canaries of its namespace look again (cheap: caches only).
+    for (const inf of [managedConfigMaps, managedSecrets, configMapCopies, secretCopies] as ResilientInformer<KubeObject>[]) onAny(inf, (o) => this.enqueueNamespace(o.metadata?.namespace ?? ''));
     namespaces.on('update', (ns, old) => {
       // A freeze set or lifted acts within one sync of every Canary in its scope.
       if (ns.metadata?.labels?.[FREEZE_LABEL] !== old.metadata?.labels?.[FREEZE_LABEL]) {
@@ -501,6 +517,7 @@ export class Reconciler {
         if (!this.opts.isLeader(ns)) throw new NotLeaderError('not the leader');
       },
     };
+    hooks.configs = { caches: this.caches, lookups: this.configLookups };
     if (seen.autoscalers.copy) hooks.copyHpa = seen.autoscalers.copy;
     for (const effect of t.effects) {
       try {

@@ -11,6 +11,7 @@ import type { Canary, CanaryService, ObjectMetadataOverrides } from '../../core/
 import { canonicalJson } from '../../core/revision.js';
 import { withoutAllocatedFields } from '../../core/targets/index.js';
 import type { SyncContext } from '../observe/context.js';
+import { withCopyReferences } from '../observe/configs.js';
 
 // ------------------------------------------------------------------ metadata
 
@@ -237,7 +238,9 @@ export function buildCopy(ctx: SyncContext, pending: { revision: string; spec: R
   const { canary, router } = ctx;
   if (!ctx.kind.runsPods) return buildCanaryService({ targetService: ctx.live as k8s.V1Service, pendingSpec: pending.spec, revision: pending.revision, canary });
   const target = ctx.live as k8s.V1Deployment;
-  const template = pending.spec as k8s.V1PodTemplateSpec;
+  // Configs under canary are read from their copies `<config>-canary`.
+  const changed = ctx.configs?.combined ? ctx.configs.changed : undefined;
+  const template = (changed?.size ? withCopyReferences(pending.spec, changed) : pending.spec) as k8s.V1PodTemplateSpec;
   return buildCanaryDeployment({
     target,
     pendingTemplate: template,

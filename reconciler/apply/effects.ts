@@ -16,6 +16,9 @@ import { targetClient, type TargetClients } from './targets.js';
 import { splitFor } from '../routers/split.js';
 import { FIELD_MANAGER, NameTakenError } from '../routers/owned.js';
 import { buildCopyHpa, copyHpaUpdate, copyReplicasWithAutoscaler } from './autoscaler.js';
+import { ownedConfigCopies } from '../observe/context.js';
+import type { Caches } from '../observe/caches.js';
+import { deleteConfigCopies, ensureConfigCopies, promotionWrites, trackConfigs, writePromotion, type ConfigLookups } from './configs.js';
 
 export interface EffectClients extends TargetClients {
   custom: k8s.CustomObjectsApi;
@@ -30,6 +33,8 @@ export interface EffectHooks {
   targetWritten?(resourceVersion: string): void;
   /** The HPA named like the copy, if any (only one the Canary owns is ever deleted). */
   copyHpa?: k8s.V2HorizontalPodAutoscaler;
+  /** The config caches and look-ups, when the reconciler tracks ConfigMaps and Secrets. */
+  configs?: { caches: Pick<Caches, 'configs'>; lookups: ConfigLookups };
 }
 
 export class NotLeaderError extends Error {}
@@ -125,14 +130,22 @@ export async function applyEffect(effect: Effect, ctx: SyncContext, hooks: Effec
         throw err;
       }
     case 'ensure-canary-copy':
-      return ensureCopy(effect, ctx, api, write);
+      return ensureCopy(effect, ctx, hooks, api, write);
     case 'scale-canary-to-zero': {
       const copy = ctx.liveCopy;
-      if (!copy || !kind.runsPods || kind.replicas(copy) === 0) return;
-      await deleteCopyHpa(ctx, hooks, api, write);
-      return write(() => client.patch(copy.metadata?.name ?? '', ns, { spec: { replicas: 0 } }, mergePatch));
+      if (copy && kind.runsPods && kind.replicas(copy) > 0) {
+        await deleteCopyHpa(ctx, hooks, api, write);
+        await write(() => client.patch(copy.metadata?.name ?? '', ns, { spec: { replicas: 0 } }, mergePatch));
+      }
+      // The copy's config copies go with the run (a next run makes them again).
+      if (hooks.configs) await deleteConfigCopies(ownedConfigCopies(ctx, hooks.configs.caches), ns, api.core, write);
+      return;
     }
+    case 'track-configs':
+      if (!ctx.configs || !hooks.configs) return;
+      return trackConfigs(ctx.configs, ns, api.core, hooks.configs.lookups, write);
     case 'delete-canary-copy': {
+      if (hooks.configs) await deleteConfigCopies(ownedConfigCopies(ctx, hooks.configs.caches), ns, api.core, write);
       const copy = ctx.liveCopy;
       if (!copy) return;
       await deleteCopyHpa(ctx, hooks, api, write);
@@ -172,12 +185,25 @@ async function deleteCopyHpa(ctx: SyncContext, hooks: EffectHooks, api: EffectCl
   });
 }
 
-async function ensureCopy(effect: Extract<Effect, { type: 'ensure-canary-copy' }>, ctx: SyncContext, api: EffectClients, write: Write): Promise<void> {
+async function ensureCopy(effect: Extract<Effect, { type: 'ensure-canary-copy' }>, ctx: SyncContext, hooks: EffectHooks, api: EffectClients, write: Write): Promise<void> {
   const { live, pending, namespace: ns } = ctx;
   // Only ever run the spec of the revision the state machine asked for, and
   // never over an object of that name that is not canary-gate's (the
   // context leaves such an object out, and the create then fails).
   if (!live || !pending || pending.revision !== effect.revision || ctx.observed.blockers.length > 0) return;
+  // The configs it reads first: a copy must never start on the live data of a config under canary.
+  const configs = ctx.configs;
+  if (configs?.combined && configs.changed.size > 0) {
+    if (!hooks.configs) return;
+    const cache = hooks.configs.caches.configs;
+    const ready = await ensureConfigCopies(
+      { canary: ctx.canary, namespace: ns, configs, existing: (k, n) => cache?.copies[k].get(ns, n) ?? cache?.managed[k].get(ns, n) },
+      api.core,
+      hooks.configs.lookups,
+      write,
+    );
+    if (!ready) return;
+  }
   const client = targetClient(ctx.kind, api);
   const desired = buildCopy(ctx, pending, effect.weight);
   const existing = ctx.liveCopy;
@@ -208,6 +234,13 @@ async function ensureCopy(effect: Extract<Effect, { type: 'ensure-canary-copy' }
 async function promote(revision: string, ctx: SyncContext, hooks: EffectHooks, api: EffectClients, write: Write): Promise<void> {
   const { live, pending } = ctx;
   if (!live || !pending || pending.revision !== revision) return;
+  if (ctx.configs?.combined) {
+    // Configs first, the template last (apply/configs.ts promotionWrites).
+    const writes = promotionWrites({ configs: ctx.configs, liveTemplate: ((live as k8s.V1Deployment).spec?.template ?? {}) as Record<string, unknown>, ...(ctx.ownPending ? { ownPending: ctx.ownPending } : {}) });
+    const rv = await writePromotion(writes, live.metadata?.name ?? '', ctx.namespace, api, write);
+    if (rv) hooks.targetWritten?.(rv);
+    return;
+  }
   const annotationPath = (k: string) => `/metadata/annotations/${escapePointer(k)}`;
   const ops: JsonPatchOp[] = [
     { op: 'test', path: annotationPath(PENDING_REVISION), value: revision },

@@ -10,7 +10,8 @@
 
 import { requestTimeout, statusCode } from '../../core/api/client.js';
 import * as k8s from '@kubernetes/client-node';
-import { COMMAND_ANNOTATIONS, PENDING_REVISION } from '../../core/contract.js';
+import { COMMAND_ANNOTATIONS, CONFIG_REVISION_ANNOTATION, PENDING_REVISION } from '../../core/contract.js';
+import { configReferences } from '../observe/configs.js';
 import type { Command } from '../../core/cli.js';
 import type { Canary, CanaryPhase } from '../../core/api/types.js';
 
@@ -168,11 +169,20 @@ export async function readTargetPending(conn: Connection, c: Canary): Promise<st
       kind === 'Service'
         ? await conn.core.readNamespacedService({ name, namespace }, requestTimeout(REQUEST_TIMEOUT_MS))
         : await conn.apps.readNamespacedDeployment({ name, namespace }, requestTimeout(REQUEST_TIMEOUT_MS));
+    // A Deployment that references ConfigMaps or Secrets runs combined
+    // revisions of its template and their data, which only the reconciler
+    // derives (from its caches): the target's own annotation does not tell.
+    if (kind !== 'Service' && revisionCoversConfigs((obj as k8s.V1Deployment).spec?.template)) return undefined;
     return (obj as k8s.V1Deployment | k8s.V1Service).metadata?.annotations?.[PENDING_REVISION] ?? null;
   } catch (err) {
     if (statusCode(err) === 404) return null;
     return undefined;
   }
+}
+
+/** True when a pod template's revision is a combined one (reconciler/observe/configs.ts). */
+function revisionCoversConfigs(template: k8s.V1PodTemplateSpec | undefined): boolean {
+  return configReferences(template).length > 0 || template?.metadata?.annotations?.[CONFIG_REVISION_ANNOTATION] !== undefined;
 }
 
 const HELP: Record<Action, { usage: string; summary: string; text: string }> = {

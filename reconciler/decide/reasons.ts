@@ -12,6 +12,14 @@ export const EventReason = {
   Started: 'Started',
   /** A newer revision replaced the one being analysed; the run starts again. */
   Restarted: 'Restarted',
+  /**
+   * A change joined the run before its first analysis step (a Deployment
+   * and its ConfigMap applied together reach the API server as two
+   * requests): the same run goes on with the combined revision.
+   */
+  Joined: 'Joined',
+  /** A ConfigMap or Secret the pod template needs (not optional) does not exist (once per set of missing configs). */
+  ConfigMissing: 'ConfigMissing',
   /** A failed revision is started again (`canary-gate retry`). */
   Retry: 'Retry',
   /** A pending revision waits for its confirm-rollout gate (once per wait). */
@@ -108,6 +116,8 @@ export const ConditionType = {
    */
   Ready: 'Ready',
   Stalled: 'Stalled',
+  /** True while a ConfigMap or Secret the pod template needs (not optional) does not exist. */
+  ConfigMissing: 'ConfigMissing',
 } as const;
 export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
 
@@ -129,6 +139,10 @@ export const ConditionReason = {
   InvalidWindow: 'InvalidWindow',
   /** Held=False: the hold ended. */
   Resumed: 'Resumed',
+  /** ConfigMissing=True: a referenced config does not exist. */
+  ConfigMissing: 'ConfigMissing',
+  /** ConfigMissing=False: every referenced config exists. */
+  ConfigsFound: 'ConfigsFound',
   /** UpstreamReady: every upstream stage promoted the change. */
   UpstreamPromoted: 'UpstreamPromoted',
   /** AutoscalerReady=False: the HPA of spec.autoscalerRef does not exist. */

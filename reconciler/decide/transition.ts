@@ -40,6 +40,10 @@ export interface TargetView {
   ready: boolean;
   /** Replicas of the live Deployment (spec.replicas), 0 for a Service. */
   replicas: number;
+  /** Some ConfigMaps or Secrets the pod template references are not labelled managed or looked up yet. */
+  configsUnsettled?: boolean;
+  /** A config the pod template references was just adopted (labelled managed): a live revision changed by it is no bypass. */
+  configsAdopted?: boolean;
 }
 
 /** What the reconciler saw of `<name>-canary`. */
@@ -52,6 +56,8 @@ export interface CanaryCopyView {
   /** All desired replicas are updated and ready (a Service copy: it exists). */
   ready: boolean;
   readyReplicas: number;
+  /** Config copies (`<config>-canary`) the Canary owns. */
+  configCopies?: number;
 }
 
 /** Commands given by the CLI (`canary-gate promote|abort|retry|pause|resume`). */
@@ -99,6 +105,8 @@ export interface Observed {
   upstream?: UpstreamBlock;
   /** The Canary has upstream stages (spec.promotion.after): their verdict is shown as the UpstreamReady condition. */
   hasUpstream?: boolean;
+  /** ConfigMaps and Secrets the pod template needs that do not exist, as `Kind namespace/name`. */
+  missingConfigs?: string[];
 }
 
 /** Why runs hold now (observe/context.ts derives it from namespace labels and spec.promotion.windows). */
@@ -142,8 +150,11 @@ export type Effect =
   | { type: 'ensure-canary-copy'; revision: string; weight: number }
   /** Traffic split; 0 sends everything to the primary. `mirror`: percent of the requests copied to the canary. */
   | { type: 'set-weight'; weight: number; revision: string; mirror?: number }
+  /** The canary copy to zero replicas; its config copies (`<config>-canary`) are deleted. */
   | { type: 'scale-canary-to-zero' }
   | { type: 'delete-canary-copy' }
+  /** Label managed (or look up) the ConfigMaps and Secrets the templates reference that are not yet. */
+  | { type: 'track-configs' }
   /** One write: live spec := pending spec and pending annotations removed, if the pending revision is still `revision`. */
   | { type: 'promote-target'; revision: string }
   /** Not emitted any more: post-rollout gates are delivered with the notifications (Transition.postRollout). */
@@ -228,6 +239,11 @@ class Machine {
       this.status.message = 'suspended: spec.suspend is true';
       return;
     }
+    if (obs.target.configsUnsettled) {
+      this.effects.push({ type: 'track-configs' });
+      this.requeue(POLL_MS);
+    }
+    this.noteMissingConfigs();
     const phase = this.status.phase;
     if (!phase || phase === 'Initializing' || !obs.target.managed) return this.initialize();
     if (!obs.hasFinalizer) this.effects.push({ type: 'add-finalizer' });
@@ -261,7 +277,7 @@ class Machine {
     // The router's objects are made once every name they need is free.
     if (this.obs.blockers.length === 0) this.effects.push({ type: 'ensure-router' });
     const first = !this.status.phase || this.status.phase === 'Initializing';
-    if (first && !this.obs.target.managed) {
+    if (first && (!this.obs.target.managed || this.obs.target.configsUnsettled)) {
       // Initialized is reported only once the label is seen on the target:
       // from then on the webhook holds every change, so a user (or a test)
       // who waits for it and then applies is always canaried.
@@ -300,7 +316,7 @@ class Machine {
     // Re-assert the idle state: after a crash between a status write and its
     // effects, this is what finishes a rollback, a cancel or a promotion.
     if (this.obs.routedWeight > 0 || (this.obs.routedMirror ?? 0) > 0) this.effects.push({ type: 'set-weight', weight: 0, revision: this.status.pendingRevision ?? '' });
-    if (this.obs.copy.exists && this.obs.copy.replicas > 0) this.effects.push({ type: 'scale-canary-to-zero' });
+    if ((this.obs.copy.exists && this.obs.copy.replicas > 0) || (this.obs.copy.configCopies ?? 0) > 0) this.effects.push({ type: 'scale-canary-to-zero' });
     if (!pending) {
       this.noteBypass();
       return;
@@ -358,6 +374,51 @@ class Machine {
     this.requeue(POLL_MS);
   }
 
+  /**
+   * True while the run has taken no analysis step and counted nothing since
+   * it started: a change arriving now (the ConfigMap of the same `kubectl
+   * apply`, a few milliseconds after its Deployment) joins it.
+   */
+  private joinable(): boolean {
+    const s = this.status;
+    return this.status.phase === 'Progressing' && !!s.progressStartedAt && s.lastStepTime === s.progressStartedAt && (s.iterations ?? 0) === 0 && (s.failedChecks ?? 0) === 0 && !s.preRolloutPassed;
+  }
+
+  /** The run goes on with the newer revision: no second start, its first step due an interval from now. */
+  private join(running: string, pending: string): void {
+    this.status.pendingRevision = pending;
+    this.status.lastAppliedRevision = pending;
+    const identity = identityOf(this.obs.identityMode, this.factsOf(pending));
+    if (identity) this.status.changeIdentity = identity;
+    this.status.progressStartedAt = iso(this.obs.now);
+    this.status.lastStepTime = iso(this.obs.now);
+    this.setPhase('Progressing', `starting revision ${pending}`);
+    this.setPromoted('Unknown', ConditionReason.Progressing, `revision ${pending} is being analysed`);
+    this.event('Normal', EventReason.Joined, `revision ${pending} joins the run of ${running} before its first step (changes applied together)`, pending);
+    this.effects.push({ type: 'ensure-canary-copy', revision: pending, weight: this.currentCopyWeight() }, { type: 'set-weight', weight: this.status.canaryWeight ?? 0, revision: pending });
+    this.requeue(POLL_MS);
+  }
+
+  /**
+   * Keeps the ConfigMissing condition true to the observed configs (a
+   * Warning Event when configs go missing or the set changes). A missing
+   * config holds nothing: the copy then never becomes ready, and the
+   * progress deadline rolls the run back.
+   */
+  private noteMissingConfigs(): void {
+    const missing = this.obs.missingConfigs ?? [];
+    const current = this.status.conditions?.find((c) => c.type === ConditionType.ConfigMissing);
+    if (missing.length === 0) {
+      if (current?.status === 'True') this.setCondition(ConditionType.ConfigMissing, 'False', ConditionReason.ConfigsFound, 'every ConfigMap and Secret the pod template needs exists');
+      return;
+    }
+    const message = `the pod template needs ${missing.join(', ')}, which ${missing.length === 1 ? 'does' : 'do'} not exist (create ${missing.length === 1 ? 'it' : 'them'}, or mark the reference optional: true)`;
+    const revision = this.obs.target.pendingRevision ?? this.status.pendingRevision ?? this.obs.target.liveRevision;
+    if (current?.status !== 'True' || current.message !== message) this.event('Warning', EventReason.ConfigMissing, message, revision);
+    this.setCondition(ConditionType.ConfigMissing, 'True', ConditionReason.ConfigMissing, message);
+    this.requeue(10_000);
+  }
+
   /** The weight the canary copy is first sized for: a copy that shares the user's Service carries traffic from its first Pod, so it starts at the first step. */
   private firstCopyWeight(): number {
     const a = this.obs.analysis;
@@ -394,6 +455,7 @@ class Machine {
     }
     if (pending !== revision) {
       if (this.replacedByWaitingChange(revision, pending)) return;
+      if (this.joinable()) return this.join(revision, pending);
       this.event('Normal', EventReason.Restarted, `revision ${pending} replaces ${revision}; analysis restarts from zero weight`, pending);
       return this.start(pending, results);
     }
@@ -750,6 +812,11 @@ class Machine {
     const live = this.obs.target.liveRevision;
     const promoted = this.status.lastPromotedRevision;
     if (!promoted || live === promoted) return;
+    if (this.obs.target.configsAdopted) {
+      // A config created (or first referenced) since: its data is live, and nothing was held from it.
+      this.status.lastPromotedRevision = live;
+      return;
+    }
     this.status.lastPromotedRevision = live;
     this.status.bypassedRevision = live;
     this.event('Warning', EventReason.WebhookBypassed, `the live spec changed to ${live} without analysis (was ${promoted}): the admission webhook was bypassed or down`, live);

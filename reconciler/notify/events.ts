@@ -36,6 +36,9 @@ export const ALERT_RULES: Readonly<Record<EventReason, Rule>> = {
   Initialized: 'quiet',
   Started: { severity: 'info', summary: 'rollout started' },
   Restarted: { severity: 'info', summary: 'rollout restarted for a newer revision' },
+  // Part of the start just announced: a second announcement would read as a second run.
+  Joined: 'quiet',
+  ConfigMissing: { severity: 'warn', summary: 'a ConfigMap or Secret the pod template needs is missing' },
   Retry: 'quiet',
   Waiting: { severity: 'info', summary: 'waiting at a gate' },
   WaitingPromotion: { severity: 'info', summary: 'waiting at a gate' },

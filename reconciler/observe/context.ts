@@ -7,9 +7,8 @@
 // idle canary costs no hashing.
 
 import type * as k8s from '@kubernetes/client-node';
-import { COMMAND_ANNOTATIONS, FINALIZER, FREEZE_ALL, FREEZE_LABEL, MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC, REVISION_LABEL, TRUE, canaryName } from '../../core/contract.js';
+import { COMMAND_ANNOTATIONS, FINALIZER, FREEZE_ALL, FREEZE_LABEL, MANAGED_LABEL, REVISION_LABEL, TRUE, canaryName } from '../../core/contract.js';
 import type { Canary } from '../../core/api/types.js';
-import { revisionOfCanonical } from '../../core/revision.js';
 import { liveRevision, targetKind, type TargetKind } from '../../core/targets/index.js';
 import { autoscalerView, type AutoscalerView } from '../apply/autoscaler.js';
 import { createdByCanaryGate, ownedBy } from '../apply/copy.js';
@@ -18,46 +17,11 @@ import type { CanaryCopyView, Commands, Hold, Observed, RolloutStatus, TargetVie
 import { windowState } from '../decide/windows.js';
 import { changeFacts, type ChangeFacts } from '../decide/stages.js';
 import type { Router, RouterContext } from '../routers/router.js';
-import type { Caches, ObjectCache } from './caches.js';
+import type { Caches, ConfigCaches, ObjectCache } from './caches.js';
+import { configState, type ConfigKind, type ConfigObject, type ConfigState } from './configs.js';
 
-export interface PendingChange {
-  revision: string;
-  /** Parsed pending spec (pod template or Service spec). */
-  spec: Record<string, unknown>;
-}
-
-/**
- * The pending change recorded by the webhook, checked for integrity: the
- * revision must be the hash of the spec text, so a mangled annotation is
- * never run (and never promoted).
- */
-export function pendingChange(obj: { metadata?: k8s.V1ObjectMeta }): PendingChange | { error: string } | undefined {
-  const a = obj.metadata?.annotations;
-  const key = `${obj.metadata?.resourceVersion ?? ''}/${a?.[PENDING_REVISION] ?? ''}/${a?.[PENDING_SPEC]?.length ?? -1}`;
-  const memo = pendingMemo.get(obj);
-  if (memo && memo.key === key) return memo.pending;
-  const pending = parsePending(obj);
-  pendingMemo.set(obj, { key, pending });
-  return pending;
-}
-
-const pendingMemo = new WeakMap<object, { key: string; pending: PendingChange | { error: string } | undefined }>();
-
-function parsePending(obj: { metadata?: k8s.V1ObjectMeta }): PendingChange | { error: string } | undefined {
-  const annotations = obj.metadata?.annotations;
-  const revision = annotations?.[PENDING_REVISION];
-  const text = annotations?.[PENDING_SPEC];
-  if (revision === undefined && text === undefined) return undefined;
-  if (revision === undefined || text === undefined) return { error: `only one of ${PENDING_REVISION} and ${PENDING_SPEC} is set` };
-  if (revisionOfCanonical(text) !== revision) return { error: `${PENDING_REVISION} ${revision} does not match the hash of ${PENDING_SPEC}` };
-  try {
-    const spec = JSON.parse(text) as unknown;
-    if (!spec || typeof spec !== 'object' || Array.isArray(spec)) return { error: `${PENDING_SPEC} is not a JSON object` };
-    return { revision, spec: spec as Record<string, unknown> };
-  } catch (err) {
-    return { error: `${PENDING_SPEC} is not valid JSON: ${(err as Error).message}` };
-  }
-}
+export { pendingChange, type PendingChange } from './pending.js';
+import { pendingChange, type PendingChange } from './pending.js';
 
 export function commandsOf(canary: Canary): Commands {
   const a = canary.metadata.annotations ?? {};
@@ -86,6 +50,13 @@ export interface SyncContext extends RouterContext {
   pendingError?: string;
   /** The user's HPA (spec.autoscalerRef) and the copy's, when the Canary names one. */
   autoscalers: AutoscalerView;
+  /**
+   * The configs the Deployment's templates reference (observe/configs.ts).
+   * When `combined`, `pending` is the desired pod template under the
+   * combined revision, and `ownPending` the Deployment's own held template.
+   */
+  configs?: ConfigState;
+  ownPending?: PendingChange;
   /** The state machine's view. */
   observed: Observed;
 }
@@ -169,12 +140,14 @@ export function buildSyncContext(canary: Canary, caches: Caches, router: Router,
       replicas: kind.replicas(live),
     };
     if (ctx.pending) targetView.pendingRevision = ctx.pending.revision;
+    if (kind.runsPods && caches.configs) joinConfigs(ctx, targetView, caches.configs);
   }
   const changes: NonNullable<Observed['changes']> = {};
   if (ctx.pending) changes.pending = factsOf(ctx.pending, () => changeFacts(ctx.pending?.revision ?? '', ctx.pending?.spec));
   if (live) changes.live = factsOf(live, () => changeFacts(targetView.liveRevision, kind.specUnderCanary(live)));
 
   let copyView: CanaryCopyView = { exists: false, replicas: 0, ready: false, readyReplicas: 0 };
+  const configCopies = ownedConfigCopies(ctx, caches).length;
   if (liveCopy) {
     const revision = liveCopy.metadata?.labels?.[REVISION_LABEL];
     if (kind.runsPods) {
@@ -185,6 +158,7 @@ export function buildSyncContext(canary: Canary, caches: Caches, router: Router,
     }
     if (revision) copyView.revision = revision;
   }
+  if (configCopies > 0) copyView.configCopies = configCopies;
 
   const routed = router.getWeights(ctx);
   ctx.observed = {
@@ -202,14 +176,85 @@ export function buildSyncContext(canary: Canary, caches: Caches, router: Router,
     commands: commandsOf(canary),
     blockers: [
       ...(foreign ? [`${kind.kind} ${namespace}/${canaryName(name)} exists and was not created by canary-gate; canary-gate leaves it alone: rename it, or the target, to run canaries`] : []),
+      ...configCopyBlockers(ctx, caches),
       ...router.conflicts(ctx),
       ...(ctx.autoscalers.conflict ? [ctx.autoscalers.conflict] : []),
     ],
   };
   if (ctx.autoscalers.missing) ctx.observed.autoscalerMissing = ctx.autoscalers.missing;
   ctx.observed.changes = changes;
+  if (ctx.configs?.copyRechecks.length) ctx.observed.target.configsUnsettled = true;
+  if (ctx.configs?.missing.length) ctx.observed.missingConfigs = ctx.configs.missing.map((r) => `${r.kind} ${namespace}/${r.name}`);
   if (canary.spec.promotion?.identity) ctx.observed.identityMode = canary.spec.promotion.identity;
   const hold = holdOf(canary, caches, now, holdSources);
   if (hold) ctx.observed.hold = hold;
   return ctx;
 }
+
+/**
+ * Folds the configs the Deployment references into its revisions: with a
+ * tracked config, the live and the pending revision are combined ones
+ * (observe/configs.ts), and `pending` is the desired pod template whenever
+ * the template, a config, or both changed.
+ */
+function joinConfigs(ctx: SyncContext, targetView: TargetView, configs: ConfigCaches): void {
+  const live = ctx.live as k8s.V1Deployment;
+  const ns = ctx.namespace;
+  const own = ctx.pending;
+  const state = configState({
+    liveTemplate: (live.spec?.template ?? {}) as Record<string, unknown>,
+    ...(own ? { pendingTemplate: own.spec } : {}),
+    get: (k, n) => configs.managed[k].get(ns, n),
+    lookup: (k, n) => configs.lookup(k, ns, n),
+    promoting: ctx.canary.status?.phase === 'Promoting',
+  });
+  if (!state) return;
+  ctx.configs = state;
+  if (state.unsettled.length > 0) targetView.configsUnsettled = true;
+  if (state.adopted) targetView.configsAdopted = true;
+  for (const v of state.views.values()) {
+    if (v.pendingError && !ctx.pendingError) ctx.pendingError = `${v.ref.kind} ${ns}/${v.ref.name}: ${v.pendingError}`;
+  }
+  if (!state.combined) return;
+  if (own) ctx.ownPending = own;
+  targetView.liveRevision = state.liveRevision;
+  if (state.desiredRevision !== state.liveRevision) {
+    targetView.pendingRevision = state.desiredRevision;
+    ctx.pending = { revision: state.desiredRevision, spec: own?.spec ?? ((live.spec?.template ?? {}) as Record<string, unknown>) };
+  } else {
+    delete targetView.pendingRevision;
+    delete ctx.pending;
+  }
+}
+
+const CONFIG_KINDS: readonly ConfigKind[] = ['ConfigMap', 'Secret'];
+
+/** The config copies (`<config>-canary`) this Canary owns. */
+export function ownedConfigCopies(ctx: { canary: Canary; namespace: string }, caches: Pick<Caches, 'configs'>): Array<{ kind: ConfigKind; copy: ConfigObject }> {
+  const out: Array<{ kind: ConfigKind; copy: ConfigObject }> = [];
+  if (!caches.configs) return out;
+  for (const kind of CONFIG_KINDS) for (const copy of caches.configs.copies[kind].list(ctx.namespace)) if (ownedBy(copy, ctx.canary)) out.push({ kind, copy });
+  return out;
+}
+
+/** A copy name `<config>-canary` held by an object canary-gate did not create blocks the run, like the Deployment copy's. */
+function configCopyBlockers(ctx: SyncContext, caches: Caches): string[] {
+  const configs = caches.configs;
+  if (!configs || !ctx.configs) return [];
+  const out: string[] = [];
+  const recheck = ctx.configs.copyRechecks;
+  for (const key of ctx.configs.changed) {
+    const view = ctx.configs.views.get(key);
+    if (!view) continue;
+    const { kind, name } = view.ref;
+    const copyName = canaryName(name);
+    const found = configs.copies[kind].get(ctx.namespace, copyName) ?? configs.managed[kind].get(ctx.namespace, copyName);
+    const taken = configs.lookup(kind, ctx.namespace, copyName);
+    // A taken name is looked at again now and then (the user may free it); until then it stays taken.
+    if (!found && taken?.what === 'taken' && taken.stale) recheck.push(view.ref);
+    const foreign = found ? !ownedBy(found, ctx.canary) && !createdByCanaryGate(found) : taken?.what === 'taken';
+    if (foreign) out.push(`${kind} ${ctx.namespace}/${copyName} exists and was not created by canary-gate; canary-gate leaves it alone: rename it, or the ${kind}, to canary its changes`);
+  }
+  return out;
+}
+

@@ -261,6 +261,6 @@ describe('alerts/alertForEvent', () => {
       if (alert) assert.deepEqual([alert.reason, alert.revision], [reason, 'r']);
       else quiet.push(reason);
     }
-    assert.deepEqual(quiet.sort(), ['Held', 'Holding', 'Initialized', 'Iteration', 'PromoteRequested', 'Promoting', 'PromotionStep', 'Resumed', 'Retry', 'Terminating', 'WeightAdvanced']);
+    assert.deepEqual(quiet.sort(), ['Held', 'Holding', 'Initialized', 'Iteration', 'Joined', 'PromoteRequested', 'Promoting', 'PromotionStep', 'Resumed', 'Retry', 'Terminating', 'WeightAdvanced']);
   });
 });

@@ -289,10 +289,11 @@ describe('deploy: RBAC', () => {
     }
   });
 
-  it('lets the reconciler only get Secrets, never list or watch them', () => {
+  it('gives the reconciler on ConfigMaps and Secrets exactly what tracking, copies and promotion need: no deletecollection, no wildcard', () => {
     const reconciler = roles.find((r) => r.metadata?.name === 'canary-gate-reconciler');
     const secretRules = reconciler?.rules?.filter((r) => r.resources?.includes('secrets')) ?? [];
-    assert.deepEqual(secretRules.flatMap((r) => r.verbs), ['get']);
+    assert.deepEqual(secretRules.flatMap((r) => r.verbs), ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete']);
+    assert.deepEqual(secretRules.flatMap((r) => r.resources).sort(), ['configmaps', 'secrets']);
   });
 
   it('limits the cert job to its Secret and its webhook configuration by name', () => {

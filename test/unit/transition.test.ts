@@ -1533,3 +1533,56 @@ describe('transition(): stages (spec.promotion.after)', () => {
     assert.equal(t.status.phase, 'Progressing');
   });
 });
+
+describe('transition(): configs a Deployment references', () => {
+  it('a change arriving before the first step (its ConfigMap, applied together) joins the run: no second start, the first step an interval from now', () => {
+    const t = transition(progressing({ target: { pendingRevision: NEWER }, status: { lastStepTime: iso(T0) }, now: T0 + 40 }));
+    assert.equal(t.status.phase, 'Progressing');
+    assert.equal(t.status.pendingRevision, NEWER);
+    assert.equal(t.status.lastAppliedRevision, NEWER);
+    assert.deepEqual(reasons(t), ['Joined']);
+    assert.equal(t.status.lastStepTime, iso(T0 + 40));
+    assert.deepEqual(effect(t, 'ensure-canary-copy'), { type: 'ensure-canary-copy', revision: NEWER, weight: 10 });
+  });
+
+  it('a change arriving after an analysis step restarts the run as before', () => {
+    const t = transition(progressing({ target: { pendingRevision: NEWER }, status: { lastStepTime: iso(T0 + 60 * SEC) }, now: T0 + 70 * SEC }));
+    assert.ok(reasons(t).includes('Restarted'));
+    assert.ok(!reasons(t).includes('Joined'));
+  });
+
+  it('adoption waits until every referenced config is labelled or looked up, and asks for it', () => {
+    const t = transition(observed({ status: {}, target: { configsUnsettled: true } }));
+    assert.equal(t.status.phase, 'Initializing');
+    assert.ok(effect(t, 'track-configs'));
+    const done = transition(observed({ status: {} }));
+    assert.equal(done.status.phase, 'Initialized');
+  });
+
+  it('reports a missing config as a condition and one Warning Event, and clears it when it exists', () => {
+    const obs = observed();
+    obs.missingConfigs = ['ConfigMap ns/app-config'];
+    const t = transition(obs);
+    const cond = t.status.conditions?.find((c) => c.type === 'ConfigMissing');
+    assert.equal(cond?.status, 'True');
+    assert.match(cond?.message ?? '', /ConfigMap ns\/app-config/);
+    assert.deepEqual(t.events.map((e) => [e.type, e.reason]), [['Warning', 'ConfigMissing']]);
+    const again = observed({ status: t.status });
+    again.missingConfigs = ['ConfigMap ns/app-config'];
+    assert.deepEqual(reasons(transition(again)), [], 'said once');
+    const found = transition(observed({ status: t.status }));
+    assert.equal(found.status.conditions?.find((c) => c.type === 'ConfigMissing')?.status, 'False');
+  });
+
+  it('a config adopted since the last promotion is no bypass; the same change without adoption is one', () => {
+    const adopted = transition(observed({ target: { liveRevision: NEXT, configsAdopted: true } }));
+    assert.equal(adopted.status.lastPromotedRevision, NEXT);
+    assert.deepEqual(reasons(adopted), []);
+    assert.deepEqual(reasons(transition(observed({ target: { liveRevision: NEXT } }))), ['WebhookBypassed']);
+  });
+
+  it('removes config copies left after a run (a crash between the status write and the clean-up)', () => {
+    const t = transition(observed({ copy: { exists: true, replicas: 0, configCopies: 1 } }));
+    assert.ok(effect(t, 'scale-canary-to-zero'));
+  });
+});
