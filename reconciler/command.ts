@@ -43,7 +43,7 @@ Flags:
   --namespace NS           watch and act in this namespace only (default: all namespaces); metric
                            templates and alert providers must then live there too
   --prometheus-address URL Prometheus for the built-in request-success-rate and request-duration metrics
-  --workers N              canaries reconciled in parallel (default 4)
+  --workers N              canaries reconciled in parallel (default 16: a sync mostly waits on one API write)
   --defaults FILE          YAML/JSON partial Canary spec used for Canaries created in opted-in namespaces
   --relist-interval SECONDS  full relist of every informer (default 300)
   --api-timeout SECONDS    timeout of every API request (reads, writes, list pages; default 30);
@@ -89,7 +89,7 @@ export function parseReconcilerArgs(argv: string[]): ReconcilerProcessOptions {
       shards: { type: 'string', default: '1' },
       'shard-index': { type: 'string' },
       identity: { type: 'string' },
-      workers: { type: 'string', default: '4' },
+      workers: { type: 'string', default: '16' },
       namespace: { type: 'string' },
       'prometheus-address': { type: 'string' },
       defaults: { type: 'string' },

@@ -14,6 +14,12 @@ describe('canary-gate reconciler flags', () => {
     assert.match(command.help, /--api-timeout SECONDS/);
   });
 
+  it('--workers: 16 by default (a sync mostly waits on one API write: 4 workers capped 10,000 canaries at ~85 syncs/s)', () => {
+    assert.equal(parseReconcilerArgs([]).workers, 16);
+    assert.equal(parseReconcilerArgs(['--workers', '4']).workers, 4);
+    assert.throws(() => parseReconcilerArgs(['--workers', '0']), /--workers must be a whole number >= 1/);
+  });
+
   it('--lease-duration below 2 s is refused with the reason, not a crash at start', () => {
     assert.equal(parseReconcilerArgs(['--lease-duration', '2']).leaseDurationSeconds, 2);
     assert.throws(() => parseReconcilerArgs(['--lease-duration', '1']), /--lease-duration must be a whole number >= 2/);
