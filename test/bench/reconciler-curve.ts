@@ -19,8 +19,8 @@ interface Result {
   progressing: number;
   idleReadsPerTick: number | null;
   writesPerStep: number | null;
-  ownLagP50: number | null;
-  ownLagP99: number | null;
+  ownLagP50: number | string | null;
+  ownLagP99: number | string | null;
   lagP99: number | null;
   lagMax: number | null;
   rssMb: number;
@@ -60,7 +60,7 @@ function runOnce(managed: number): Promise<{ result?: Result; tail: string }> {
   });
 }
 
-const fmt = (v: number | null | undefined, digits = 2) => (v === null || v === undefined ? 'n/a' : v.toFixed(digits));
+const fmt = (v: number | string | null | undefined, digits = 2) => (v === null || v === undefined ? 'n/a' : typeof v === 'string' ? v : v.toFixed(digits));
 const results: Result[] = [];
 for (const n of sizes) {
   console.log(`\n===== curve: N=${n} managed, ${Math.round(n / 10)} progressing =====`);
