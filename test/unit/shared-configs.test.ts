@@ -1,0 +1,174 @@
+// A ConfigMap or Secret shared by several canaried Deployments: its pending
+// data goes live only when every consumer's run passed, and is rolled back
+// for all when one fails (decide/shared-configs.ts, and the state machine's
+// use of it).
+
+import assert from 'node:assert/strict';
+import type { CanarySpec } from '../../core/api/types.js';
+import { resolveAnalysis } from '../../reconciler/decide/analysis-config.js';
+import { ConditionReason, ConditionType, EventReason, RollbackCause } from '../../reconciler/decide/reasons.js';
+import { consumerState, sharedConfigVerdict, waitsForSharedConfig, type SharedConfig } from '../../reconciler/decide/shared-configs.js';
+import { transition, type Observed, type RolloutStatus } from '../../reconciler/decide/transition.js';
+import { routerTraits } from '../../reconciler/routers/index.js';
+
+const T0 = Date.parse('2025-03-01T12:00:00.000Z');
+const iso = (ms: number) => new Date(ms).toISOString();
+const LIVE = 'live-1';
+const NEXT = 'next-2';
+const CONFIG = 'ConfigMap shop/app-config';
+
+const shared = (...states: Array<SharedConfig['consumers'][number]['state']>): SharedConfig[] => [
+  { config: CONFIG, consumers: states.map((state, i) => ({ deployment: `web-${i}`, ...(state === 'no-canary' ? {} : { canary: `web-${i}` }), state })) },
+];
+
+describe('a config shared by several Deployments: the decision', () => {
+  it('promotes when no other Deployment shares the pending data', () => {
+    assert.deepEqual(sharedConfigVerdict(undefined), { action: 'promote' });
+    assert.deepEqual(sharedConfigVerdict([]), { action: 'promote' });
+  });
+
+  it('promotes once every other consumer passed', () => {
+    assert.deepEqual(sharedConfigVerdict(shared('passed', 'passed')), { action: 'promote' });
+  });
+
+  it('waits while another consumer is still running, and names it and the config', () => {
+    const v = sharedConfigVerdict(shared('passed', 'running'));
+    assert.equal(v.action, 'wait');
+    assert.match((v as { message: string }).message, /ConfigMap shop\/app-config is shared with Canary web-1 \(Deployment web-1\), still running/);
+    assert.doesNotMatch((v as { message: string }).message, /web-0/);
+  });
+
+  it('refuses to promote while a managed Deployment that references the config has no Canary', () => {
+    const v = sharedConfigVerdict(shared('passed', 'no-canary'));
+    assert.equal(v.action, 'wait');
+    assert.match((v as { message: string }).message, /Deployment web-1 references ConfigMap shop\/app-config and is managed without a Canary/);
+  });
+
+  it('rolls back when any other consumer rolled the same data back, even while others still run', () => {
+    const v = sharedConfigVerdict(shared('running', 'failed', 'passed'));
+    assert.equal(v.action, 'rollback');
+    assert.match((v as { message: string }).message, /Canary web-1 \(Deployment web-1\) rolled back the pending data of ConfigMap shop\/app-config/);
+  });
+});
+
+describe('a config shared by several Deployments: where another consumer stands', () => {
+  const waiting: RolloutStatus = {
+    phase: 'WaitingPromotion',
+    pendingRevision: NEXT,
+    conditions: [{ type: ConditionType.SharedConfig, status: 'False', reason: ConditionReason.SharedConfigWaiting, message: 'x', lastTransitionTime: iso(T0) }],
+  };
+
+  it('passed: waiting on the shared config, promoting, or promoted, for the revision its Deployment wants now', () => {
+    assert.equal(consumerState(waiting, NEXT), 'passed');
+    assert.equal(consumerState({ phase: 'Promoting', pendingRevision: NEXT }, NEXT), 'passed');
+    assert.equal(consumerState({ phase: 'Succeeded', lastPromotedRevision: NEXT }, NEXT), 'passed');
+  });
+
+  it('not passed: a wait for a confirm-promotion gate, or a wait for another revision', () => {
+    assert.equal(consumerState({ phase: 'WaitingPromotion', pendingRevision: NEXT, conditions: [] }, NEXT), 'running');
+    assert.equal(consumerState(waiting, 'other'), 'running');
+    assert.equal(consumerState({ phase: 'Progressing', pendingRevision: NEXT }, NEXT), 'running');
+    assert.equal(consumerState(undefined, NEXT), 'running');
+  });
+
+  it('failed only for the revision with this data', () => {
+    assert.equal(consumerState({ phase: 'Failed', failedRevision: NEXT } as RolloutStatus, NEXT), 'failed');
+    assert.equal(consumerState({ phase: 'Failed', failedRevision: 'older' } as RolloutStatus, NEXT), 'running');
+  });
+
+  it('waitsForSharedConfig reads the phase and the condition', () => {
+    assert.equal(waitsForSharedConfig(waiting), true);
+    assert.equal(waitsForSharedConfig({ ...waiting, phase: 'Progressing' }), false);
+  });
+});
+
+/** A run of NEXT at its last step, checks due, copy ready: the next passing step promotes. */
+function atLastStep(sharedConfigs?: SharedConfig[], status: Partial<RolloutStatus> = {}): Observed {
+  const spec: CanarySpec = { targetRef: { kind: 'Deployment', name: 'web-a' }, service: { port: 80 }, analysis: { interval: '30s', stepWeight: 50, maxWeight: 50 } };
+  return {
+    now: T0 + 60_000,
+    generation: 1,
+    deleting: false,
+    hasFinalizer: true,
+    analysis: resolveAnalysis(spec),
+    router: routerTraits(spec.provider),
+    status: {
+      phase: 'Progressing',
+      lastPromotedRevision: LIVE,
+      pendingRevision: NEXT,
+      canaryWeight: 50,
+      failedChecks: 0,
+      iterations: 0,
+      progressStartedAt: iso(T0),
+      lastStepTime: iso(T0),
+      ...status,
+    },
+    target: { exists: true, managed: true, liveRevision: LIVE, pendingRevision: NEXT, ready: true, replicas: 2 },
+    copy: { exists: true, revision: NEXT, replicas: 1, ready: true, readyReplicas: 1 },
+    routedWeight: 50,
+    commands: {},
+    blockers: [],
+    ...(sharedConfigs ? { sharedConfigs } : {}),
+  };
+}
+
+const promotes = (t: ReturnType<typeof transition>) => t.effects.some((e) => e.type === 'promote-target');
+
+describe('a config shared by several Deployments: the state machine', () => {
+  it('a run that passed waits in WaitingPromotion, says for whom, and does not promote', () => {
+    const t = transition(atLastStep(shared('running')));
+    assert.equal(t.status.phase, 'WaitingPromotion');
+    assert.equal(promotes(t), false);
+    assert.match(t.status.message ?? '', /passed analysis and waits: ConfigMap shop\/app-config is shared with Canary web-0/);
+    const c = t.status.conditions?.find((x) => x.type === ConditionType.SharedConfig);
+    assert.equal(c?.status, 'False');
+    assert.equal(c?.reason, ConditionReason.SharedConfigWaiting);
+    assert.deepEqual(t.events.map((e) => e.reason), [EventReason.WaitingPromotion]);
+    assert.ok(t.requeueAt !== undefined && t.requeueAt <= T0 + 60_000 + 2000, 'looks again soon');
+    // Still waiting a moment later: no second event, no promotion.
+    const again = transition({ ...atLastStep(shared('running'), t.status), now: T0 + 62_000 });
+    assert.equal(promotes(again), false);
+    assert.equal(again.events.length, 0);
+  });
+
+  it('the waiting run promotes as soon as the others passed, without waiting for its next step', () => {
+    const waiting = transition(atLastStep(shared('running'))).status;
+    const t = transition({ ...atLastStep(shared('passed'), waiting), now: T0 + 61_000 });
+    assert.equal(t.status.phase, 'Promoting');
+    assert.ok(promotes(t));
+    assert.equal(t.status.conditions?.find((x) => x.type === ConditionType.SharedConfig)?.status, 'True');
+  });
+
+  it('the waiting run promotes once another consumer wrote the shared data (no pending shared config left)', () => {
+    const waiting = transition(atLastStep(shared('running'))).status;
+    const t = transition({ ...atLastStep(undefined, waiting), now: T0 + 61_000 });
+    assert.equal(t.status.phase, 'Promoting');
+    assert.ok(promotes(t));
+  });
+
+  it('the last consumer to pass promotes at once when the others wait', () => {
+    const t = transition(atLastStep(shared('passed', 'passed')));
+    assert.equal(t.status.phase, 'Promoting');
+    assert.ok(promotes(t));
+  });
+
+  it('another consumer rolled the data back: this run rolls back too, waiting or still running, with cause SharedConfigFailed', () => {
+    const waiting = transition(atLastStep(shared('running'))).status;
+    for (const status of [waiting, { phase: 'Progressing' as const, canaryWeight: 10 }]) {
+      const t = transition({ ...atLastStep(shared('failed'), status), now: T0 + 61_000 });
+      assert.equal(t.status.phase, 'Failed');
+      assert.equal(t.status.failedRevision, NEXT);
+      assert.equal(promotes(t), false);
+      assert.ok(t.effects.some((e) => e.type === 'set-weight' && e.weight === 0));
+      const e = t.events.find((x) => x.reason === EventReason.RolledBack);
+      assert.equal(e?.cause, RollbackCause.SharedConfigFailed);
+      assert.match(e?.message ?? '', /Canary web-0 \(Deployment web-0\) rolled back the pending data of ConfigMap shop\/app-config/);
+    }
+  });
+
+  it('without other consumers a passing run promotes as before', () => {
+    const t = transition(atLastStep());
+    assert.equal(t.status.phase, 'Promoting');
+    assert.equal(t.status.conditions?.some((x) => x.type === ConditionType.SharedConfig) ?? false, false);
+  });
+});
