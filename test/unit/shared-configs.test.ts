@@ -4,7 +4,8 @@
 // use of it).
 
 import assert from 'node:assert/strict';
-import type { CanarySpec } from '../../core/api/types.js';
+import type { Canary, CanarySpec } from '../../core/api/types.js';
+import { sharedWaitLines } from '../../reconciler/cli/format.js';
 import { resolveAnalysis } from '../../reconciler/decide/analysis-config.js';
 import { ConditionReason, ConditionType, EventReason, RollbackCause } from '../../reconciler/decide/reasons.js';
 import { consumerState, sharedConfigVerdict, waitsForSharedConfig, type SharedConfig } from '../../reconciler/decide/shared-configs.js';
@@ -170,5 +171,14 @@ describe('a config shared by several Deployments: the state machine', () => {
     const t = transition(atLastStep());
     assert.equal(t.status.phase, 'Promoting');
     assert.equal(t.status.conditions?.some((x) => x.type === ConditionType.SharedConfig) ?? false, false);
+  });
+});
+
+describe('a config shared by several Deployments: canary-gate status', () => {
+  it('says under the table which Canary waits, and for whom; a wait for confirm-promotion is not listed', () => {
+    const waitingRun = transition(atLastStep(shared('running'))).status;
+    const canary = (name: string, status: RolloutStatus): Canary => ({ apiVersion: 'canarygate.dev/v1alpha1', kind: 'Canary', metadata: { name, namespace: 'shop' }, spec: { targetRef: { kind: 'Deployment', name } }, status });
+    const lines = sharedWaitLines([canary('web-a', waitingRun), canary('web-b', { phase: 'WaitingPromotion', pendingRevision: NEXT })]);
+    assert.deepEqual(lines, ['shop/web-a waits: ConfigMap shop/app-config is shared with Canary web-0 (Deployment web-0), still running']);
   });
 });
