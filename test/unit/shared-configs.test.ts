@@ -177,7 +177,7 @@ describe('a config shared by several Deployments: the state machine', () => {
 describe('a config shared by several Deployments: canary-gate status', () => {
   it('says under the table which Canary waits, and for whom; a wait for confirm-promotion is not listed', () => {
     const waitingRun = transition(atLastStep(shared('running'))).status;
-    const canary = (name: string, status: RolloutStatus): Canary => ({ apiVersion: 'canarygate.dev/v1alpha1', kind: 'Canary', metadata: { name, namespace: 'shop' }, spec: { targetRef: { kind: 'Deployment', name } }, status });
+    const canary = (name: string, status: RolloutStatus): Canary => ({ apiVersion: 'canarygate.dev/v1alpha1', kind: 'Canary', metadata: { name, namespace: 'shop' }, spec: { targetRef: { kind: 'Deployment', name }, service: { port: 80 } }, status });
     const lines = sharedWaitLines([canary('web-a', waitingRun), canary('web-b', { phase: 'WaitingPromotion', pendingRevision: NEXT })]);
     assert.deepEqual(lines, ['shop/web-a waits: ConfigMap shop/app-config is shared with Canary web-0 (Deployment web-0), still running']);
   });
