@@ -4,6 +4,12 @@
 // use of it).
 
 import assert from 'node:assert/strict';
+import type * as k8s from '@kubernetes/client-node';
+import { MANAGED_LABEL, PENDING_REVISION, PENDING_SPEC } from '../../core/contract.js';
+import { canonicalJson, revisionOf } from '../../core/revision.js';
+import { sharedCopyOwners } from '../../reconciler/apply/configs.js';
+import { configState, type ConfigObject } from '../../reconciler/observe/configs.js';
+import { sharedConfigs } from '../../reconciler/observe/shared-configs.js';
 import type { Canary, CanarySpec } from '../../core/api/types.js';
 import { sharedWaitLines } from '../../reconciler/cli/format.js';
 import { resolveAnalysis } from '../../reconciler/decide/analysis-config.js';
@@ -180,5 +186,69 @@ describe('a config shared by several Deployments: canary-gate status', () => {
     const canary = (name: string, status: RolloutStatus): Canary => ({ apiVersion: 'canarygate.dev/v1alpha1', kind: 'Canary', metadata: { name, namespace: 'shop' }, spec: { targetRef: { kind: 'Deployment', name }, service: { port: 80 } }, status });
     const lines = sharedWaitLines([canary('web-a', waitingRun), canary('web-b', { phase: 'WaitingPromotion', pendingRevision: NEXT })]);
     assert.deepEqual(lines, ['shop/web-a waits: ConfigMap shop/app-config is shared with Canary web-0 (Deployment web-0), still running']);
+  });
+});
+
+describe('a config shared by several Deployments: the caches\' view of the other consumers', () => {
+  const pendingData = { 'app.conf': 'v2' };
+  const config: k8s.V1ConfigMap = {
+    metadata: { name: 'app-config', namespace: 'shop', resourceVersion: '5', labels: { [MANAGED_LABEL]: 'true' }, annotations: { [PENDING_REVISION]: revisionOf({ data: pendingData }), [PENDING_SPEC]: canonicalJson({ data: pendingData }) } },
+    data: { 'app.conf': 'v1' },
+  };
+  const settled = { ...config, metadata: { ...config.metadata, resourceVersion: '6', annotations: {} }, data: pendingData };
+  const dep = (name: string, managed: boolean, mounts = 'app-config'): k8s.V1Deployment => ({
+    metadata: { name, namespace: 'shop', ...(managed ? { labels: { [MANAGED_LABEL]: 'true' } } : {}) },
+    spec: { selector: {}, template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'app', image: `${name}:1` }], volumes: [{ name: 'c', configMap: { name: mounts } }] } } },
+  });
+  const canaryFor = (name: string, status?: RolloutStatus): Canary => ({
+    apiVersion: 'canarygate.dev/v1alpha1',
+    kind: 'Canary',
+    metadata: { name, namespace: 'shop', uid: `uid-${name}` },
+    spec: { targetRef: { kind: 'Deployment', name }, service: { port: 80 } },
+    ...(status ? { status } : {}),
+  });
+  const cache = <T extends { metadata?: k8s.V1ObjectMeta }>(items: T[]) => ({ get: (_ns: string, n: string) => items.find((i) => i.metadata?.name === n), list: () => items });
+  const caches = (deployments: k8s.V1Deployment[], canaries: Canary[], cm: k8s.V1ConfigMap = config) => ({
+    deployments: cache(deployments),
+    canaries: cache(canaries),
+    configs: { managed: { ConfigMap: cache<ConfigObject>([cm]), Secret: cache<ConfigObject>([]) }, copies: { ConfigMap: cache<ConfigObject>([]), Secret: cache<ConfigObject>([]) }, lookup: () => undefined },
+  });
+  const stateOf = (d: k8s.V1Deployment, cm: k8s.V1ConfigMap = config) => {
+    const s = configState({ liveTemplate: d.spec?.template as Record<string, unknown>, get: (_k, n) => (n === cm.metadata?.name ? cm : undefined), lookup: () => undefined, promoting: false });
+    assert.ok(s);
+    return s;
+  };
+  const a = dep('web-a', true);
+  const b = dep('web-b', true);
+  const bWants = stateOf(b).desiredRevision;
+  const waitingStatus: RolloutStatus = { phase: 'WaitingPromotion', pendingRevision: bWants, conditions: [{ type: ConditionType.SharedConfig, status: 'False', reason: ConditionReason.SharedConfigWaiting, message: 'x', lastTransitionTime: iso(T0) }] };
+
+  it('names each other consumer with where its Canary stands for the revision its Deployment wants now', () => {
+    const at = (status: RolloutStatus) => sharedConfigs(canaryFor('web-a'), 'web-a', stateOf(a), caches([a, b], [canaryFor('web-a'), canaryFor('web-b', status)]));
+    assert.deepEqual(at(waitingStatus), [{ config: 'ConfigMap shop/app-config', consumers: [{ deployment: 'web-b', canary: 'web-b', state: 'passed' }] }]);
+    assert.equal(at({ phase: 'Progressing', pendingRevision: bWants })[0]?.consumers[0]?.state, 'running');
+    assert.equal(at({ phase: 'Failed', failedRevision: bWants })[0]?.consumers[0]?.state, 'failed');
+    assert.equal(at({ ...waitingStatus, pendingRevision: 'an-older-run' })[0]?.consumers[0]?.state, 'running');
+  });
+
+  it('a managed Deployment without a Canary is reported; unmanaged ones and ones that do not reference the config are left out', () => {
+    const out = sharedConfigs(canaryFor('web-a'), 'web-a', stateOf(a), caches([a, dep('orphan', true), dep('plain', false), dep('other', true, 'another-config')], [canaryFor('web-a'), canaryFor('other')]));
+    assert.deepEqual(out, [{ config: 'ConfigMap shop/app-config', consumers: [{ deployment: 'orphan', state: 'no-canary' }] }]);
+  });
+
+  it('nothing shared once the data is live (another consumer promoted it)', () => {
+    assert.deepEqual(sharedConfigs(canaryFor('web-a'), 'web-a', stateOf(a, settled), caches([a, b], [canaryFor('web-b', waitingStatus)], settled)), []);
+  });
+});
+
+describe('a config copy several Canaries run', () => {
+  const canaryNamed = (name: string): Canary => ({ apiVersion: 'canarygate.dev/v1alpha1', kind: 'Canary', metadata: { name, namespace: 'shop', uid: `uid-${name}` }, spec: { targetRef: { kind: 'Deployment', name }, service: { port: 80 } } });
+
+  it('is owned by each of them, the first staying the controller', () => {
+    const first = sharedCopyOwners(undefined, canaryNamed('a'));
+    assert.deepEqual(first.map((o) => [o.name, o.controller]), [['a', true]]);
+    const both = sharedCopyOwners(first, canaryNamed('b'));
+    assert.deepEqual(both.map((o) => [o.name, o.controller]), [['a', true], ['b', false]]);
+    assert.deepEqual(sharedCopyOwners(both, canaryNamed('b')).map((o) => o.name), ['a', 'b'], 'adding an owner twice keeps one reference');
   });
 });
