@@ -11,7 +11,7 @@ import { sharedCopyOwners } from '../../reconciler/apply/configs.js';
 import { configState, type ConfigObject } from '../../reconciler/observe/configs.js';
 import { sharedConfigs } from '../../reconciler/observe/shared-configs.js';
 import type { Canary, CanarySpec } from '../../core/api/types.js';
-import { sharedWaitLines } from '../../reconciler/cli/format.js';
+import { changeRows, sharedWaitLines } from '../../reconciler/cli/format.js';
 import { resolveAnalysis } from '../../reconciler/decide/analysis-config.js';
 import { ConditionReason, ConditionType, EventReason, RollbackCause } from '../../reconciler/decide/reasons.js';
 import { consumerState, sharedConfigVerdict, waitsForSharedConfig, type SharedConfig } from '../../reconciler/decide/shared-configs.js';
@@ -186,6 +186,9 @@ describe('a config shared by several Deployments: canary-gate status', () => {
     const canary = (name: string, status: RolloutStatus): Canary => ({ apiVersion: 'canarygate.dev/v1alpha1', kind: 'Canary', metadata: { name, namespace: 'shop' }, spec: { targetRef: { kind: 'Deployment', name }, service: { port: 80 } }, status });
     const lines = sharedWaitLines([canary('web-a', waitingRun), canary('web-b', { phase: 'WaitingPromotion', pendingRevision: NEXT })]);
     assert.deepEqual(lines, ['shop/web-a waits: ConfigMap shop/app-config is shared with Canary web-0 (Deployment web-0), still running']);
+    // `canary-gate status --revision`: the change's row says the same.
+    const rows = changeRows([canary('web-a', waitingRun)], NEXT, T0 + 61_000);
+    assert.equal(rows[1]?.[3], 'waiting: ConfigMap shop/app-config is shared with Canary web-0 (Deployment web-0), still running');
   });
 });
 
