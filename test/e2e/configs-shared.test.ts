@@ -5,9 +5,10 @@
 // when one fails, the live ConfigMap untouched.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { CONFIG_REVISION_ANNOTATION, MANAGED_LABEL, PENDING_REVISION } from '../../core/contract.js';
 import type { Canary } from '../../core/api/types.js';
-import { applyAsUser as applyJson, cliPath, getObject as get, kubeconfigPath, run } from './cluster.js';
+import { applyAsUser as applyJson, cliPath, getObject as get, kubeconfigPath, kubectlPath, run } from './cluster.js';
 import { GateServer } from './gate-server.js';
 import { createNamespace, deleteNamespace } from './namespaces.js';
 import { deployment, service } from './objects.js';
@@ -50,6 +51,19 @@ function mounting(name: string, config: string) {
   const d = deployment(name, { image: `example.test/${name}:1`, replicas: 1 }) as unknown as Deploy & Record<string, unknown>;
   d.spec.template.spec.volumes = [{ name: 'config', configMap: { name: config } }];
   return d;
+}
+
+/** Every value of the ConfigMap's `app.conf` the API server reports from now on, through a watch; `stop()` returns them. */
+function watchData(ns: string, name: string): { stop(): string[] } {
+  const child = spawn(kubectlPath, ['--kubeconfig', kubeconfigPath, '-n', ns, 'get', 'configmap', name, '--watch', '-o', 'jsonpath={.data.app\\.conf}{"\\n"}'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  return {
+    stop() {
+      child.kill();
+      return out.split('\n').filter(Boolean);
+    },
+  };
 }
 
 const configMap = (name: string, data: Record<string, string>) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data });
@@ -125,8 +139,14 @@ describe('a ConfigMap shared by two canaried Deployments, on a real control plan
     assert.deepEqual(copy?.metadata.ownerReferences?.map((o) => o.name).sort(), [a, b], 'the copy belongs to both runs');
     for (const n of [a, b]) assert.equal((await get<Deploy>(ns, 'deployment', `${n}-canary`))?.spec.template.spec.volumes?.[0]?.configMap?.name, `${config}-canary`);
 
+    const watch = watchData(ns, config);
+    await new Promise((r) => setTimeout(r, 500)); // the watch's first line: the data now
     gates.answer(`${b}-promote`, 200);
     await waitFor('both Canaries to succeed', async () => (await phaseOf(a)) === 'Succeeded' && (await phaseOf(b)) === 'Succeeded', { namespace: ns, timeoutMs: 60_000 });
+    await new Promise((r) => setTimeout(r, 500));
+    const seen = watch.stop();
+    const changes = seen.filter((v, i) => i === 0 || v !== seen[i - 1]);
+    assert.deepEqual(changes, ['v1', 'v2'], `the live data changed once, from v1 to v2 (watch saw ${seen.join(', ')})`);
     const live = await cm(config);
     assert.equal(live?.data?.['app.conf'], 'v2', 'the shared data is live');
     assert.equal(live?.metadata.annotations?.[PENDING_REVISION], undefined);
