@@ -43,13 +43,24 @@ export function buildConfigCopy(kind: ConfigKind, live: ConfigObject, pending: P
   return cm;
 }
 
-/** True when an existing copy must be rewritten: other data, or not (only) this Canary's. */
+/** True when an existing copy must be rewritten: other data, or not (also) this Canary's. */
 export function configCopyDiffers(existing: ConfigObject, desired: ConfigObject): boolean {
   const body = (o: ConfigObject) => canonicalJson({ data: o.data ?? {}, binaryData: (o as k8s.V1ConfigMap).binaryData ?? {} });
   if (body(existing) !== body(desired)) return true;
   if (existing.metadata?.labels?.[REVISION_LABEL] !== desired.metadata?.labels?.[REVISION_LABEL]) return true;
   const owner = desired.metadata?.ownerReferences?.[0];
-  return !(existing.metadata?.ownerReferences ?? []).some((o) => o.uid === owner?.uid && o.controller);
+  return !(existing.metadata?.ownerReferences ?? []).some((o) => o.uid === owner?.uid);
+}
+
+/**
+ * The owners of a copy that several Canaries share (a config several
+ * canaried Deployments reference, ADR 0009): every Canary that runs it,
+ * this one added; the first stays the controller. The copy goes when the
+ * last of them lets it go (deleteConfigCopies), or with the last of them.
+ */
+export function sharedCopyOwners(existing: k8s.V1OwnerReference[] | undefined, canary: Canary): k8s.V1OwnerReference[] {
+  const others = (existing ?? []).filter((o) => o.uid !== canary.metadata.uid && o.kind === 'Canary');
+  return [...others, { ...canaryOwnerReference(canary), controller: !others.some((o) => o.controller) }];
 }
 
 /** One write of a promotion. */
@@ -253,7 +264,8 @@ export async function ensureConfigCopies(ctx: ConfigCopyContext, core: k8s.CoreV
     if (existing) {
       if (!ownedBy(existing, ctx.canary) && existing.metadata?.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY) return false;
       if (!configCopyDiffers(existing, desired)) continue;
-      const body = { ...desired, metadata: { ...desired.metadata, resourceVersion: existing.metadata?.resourceVersion } } as ConfigObject;
+      const metadata = { ...desired.metadata, ownerReferences: sharedCopyOwners(existing.metadata?.ownerReferences, ctx.canary), resourceVersion: existing.metadata?.resourceVersion };
+      const body = { ...desired, metadata } as ConfigObject;
       await write(() => guarded(`updating ${kind} ${ctx.namespace}/${copyName}`, () => client.replace(copyName, ctx.namespace, body)));
       continue;
     }
@@ -274,10 +286,22 @@ export async function ensureConfigCopies(ctx: ConfigCopyContext, core: k8s.CoreV
   return true;
 }
 
-/** Deletes config copies the Canary owns (uid precondition: never another object of that name). */
-export async function deleteConfigCopies(copies: Array<{ kind: ConfigKind; copy: ConfigObject }>, namespace: string, core: k8s.CoreV1Api, write: Write): Promise<void> {
+/**
+ * Deletes config copies the Canary owns (uid precondition: never another
+ * object of that name). A copy other Canaries own too is only let go: this
+ * Canary's owner reference is removed (resourceVersion precondition), the
+ * copy stays for them.
+ */
+export async function deleteConfigCopies(copies: Array<{ kind: ConfigKind; copy: ConfigObject }>, namespace: string, core: k8s.CoreV1Api, write: Write, canary?: Canary): Promise<void> {
   for (const { kind, copy } of copies) {
     const name = copy.metadata?.name ?? '';
+    const remaining = (copy.metadata?.ownerReferences ?? []).filter((o) => o.uid !== canary?.metadata.uid);
+    if (canary && remaining.some((o) => o.kind === 'Canary')) {
+      const ownerReferences = remaining.some((o) => o.controller) ? remaining : remaining.map((o, i) => (i === 0 ? { ...o, controller: true } : o));
+      const body = { metadata: { ownerReferences, resourceVersion: copy.metadata?.resourceVersion } };
+      await write(() => guarded(`releasing ${kind} ${namespace}/${name}`, () => configClient(kind, core).patch(name, namespace, body, mergePatch)));
+      continue;
+    }
     await write(async () => {
       try {
         await configClient(kind, core).delete(name, namespace, copy.metadata?.uid);

@@ -138,14 +138,14 @@ export async function applyEffect(effect: Effect, ctx: SyncContext, hooks: Effec
         await write(() => client.patch(copy.metadata?.name ?? '', ns, { spec: { replicas: 0 } }, mergePatch));
       }
       // The copy's config copies go with the run (a next run makes them again).
-      if (hooks.configs) await deleteConfigCopies(ownedConfigCopies(ctx, hooks.configs.caches), ns, api.core, write);
+      if (hooks.configs) await deleteConfigCopies(ownedConfigCopies(ctx, hooks.configs.caches), ns, api.core, write, ctx.canary);
       return;
     }
     case 'track-configs':
       if (!ctx.configs || !hooks.configs) return;
       return trackConfigs(ctx.configs, ns, api.core, hooks.configs.lookups, write);
     case 'delete-canary-copy': {
-      if (hooks.configs) await deleteConfigCopies(ownedConfigCopies(ctx, hooks.configs.caches), ns, api.core, write);
+      if (hooks.configs) await deleteConfigCopies(ownedConfigCopies(ctx, hooks.configs.caches), ns, api.core, write, ctx.canary);
       const copy = ctx.liveCopy;
       if (!copy) return;
       await deleteCopyHpa(ctx, hooks, api, write);

@@ -4,6 +4,8 @@
 
 import type { ChangeRecord, Canary, CanaryPhase } from '../../core/api/types.js';
 import { identityOf } from '../decide/stages.js';
+import { ConditionType } from '../decide/reasons.js';
+import { waitsForSharedConfig } from '../decide/shared-configs.js';
 import { resolveAnalysis, type ResolvedAnalysis } from '../decide/analysis-config.js';
 
 /** The resolved analysis, or undefined for a spec the reconciler would reject too. */
@@ -89,6 +91,17 @@ export function phaseText(c: Canary): string {
   return c.spec?.suspend ? `${phase} (suspended)` : phase;
 }
 
+/**
+ * One line per Canary whose run passed and waits for the other consumers
+ * of a shared ConfigMap or Secret: who it waits for (the table has no room
+ * for it).
+ */
+export function sharedWaitLines(canaries: Canary[]): string[] {
+  return canaries
+    .filter((c) => waitsForSharedConfig(c.status))
+    .map((c) => `${c.metadata.namespace}/${c.metadata.name} waits: ${c.status?.conditions?.find((x) => x.type === ConditionType.SharedConfig)?.message ?? ''}`);
+}
+
 /** Header and one row per Canary, sorted by namespace and name. */
 export function statusRows(canaries: Canary[], opts: { allNamespaces: boolean; now: number }): string[][] {
   const header = ['NAME', 'TARGET', 'PHASE', 'WEIGHT', 'CHECKS', 'PENDING', 'AGE'];
@@ -130,7 +143,7 @@ export function changeRows(canaries: Canary[], id: string, now: number): string[
     let state: string | undefined;
     let since: string | undefined;
     if (current && RUNNING.includes(st.phase ?? 'Initialized')) {
-      const waiting = st.conditions?.find((x) => x.type === 'UpstreamReady' && x.status === 'False');
+      const waiting = st.conditions?.find((x) => (x.type === 'UpstreamReady' && x.status === 'False') || (x.type === ConditionType.SharedConfig && waitsForSharedConfig(st)));
       state = waiting ? `waiting: ${waiting.message}` : `${st.phase}${st.phase === 'Progressing' ? ` ${progressText(progressOf(c))}` : ''}`;
       since = st.lastTransitionTime;
     } else if (matches(c, st.lastPromotion)) {

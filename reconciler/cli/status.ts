@@ -4,7 +4,7 @@
 import * as k8s from '@kubernetes/client-node';
 import type { Command } from '../../core/cli.js';
 import type { Canary } from '../../core/api/types.js';
-import { changeRows, renderTable, statusRows } from './format.js';
+import { changeRows, renderTable, sharedWaitLines, statusRows } from './format.js';
 import { CONNECTION_HELP, CONNECTION_OPTIONS, UsageError, connect, getCanary, listCanaries, parseCommandArgs, runCommand } from './kube.js';
 
 const help = `Usage: canary-gate status [-n NS | -A] [NAME] [-o table|json|yaml] [flags]
@@ -20,6 +20,9 @@ Shows the Canaries of a namespace (or one of them) with their rollout state:
   CHECKS    failed checks / threshold (rolled back when they meet)
   PENDING   the revision being analysed, or -
   AGE       time since the last phase change (kubectl style: 5s, 3m20s, 2h)
+
+Below the table, each Canary that passed and waits for the other consumers
+of a shared ConfigMap or Secret says whom it waits for.
 
 With --revision ID, shows instead where one change stands in every stage
 that has seen it (ID is a revision, or an identity as the Canaries' Change
@@ -91,6 +94,8 @@ export const command: Command = {
         return 0;
       }
       console.log(renderTable(statusRows(canaries, { allNamespaces: all, now: Date.now() })));
+      const waits = sharedWaitLines(canaries);
+      if (waits.length > 0) console.log(`\n${waits.join('\n')}`);
       return 0;
     }),
 };

@@ -79,6 +79,8 @@ export const RollbackCause = {
   RollbackGate: 'RollbackGate',
   /** `canary-gate abort`. */
   Aborted: 'Aborted',
+  /** Another consumer of a shared ConfigMap or Secret rolled back its pending data (decide/shared-configs.ts). */
+  SharedConfigFailed: 'SharedConfigFailed',
 } as const;
 export type RollbackCause = (typeof RollbackCause)[keyof typeof RollbackCause];
 
@@ -118,6 +120,11 @@ export const ConditionType = {
   Stalled: 'Stalled',
   /** True while a ConfigMap or Secret the pod template needs (not optional) does not exist. */
   ConfigMissing: 'ConfigMissing',
+  /**
+   * False while the run passed and waits for the other consumers of a shared
+   * ConfigMap or Secret (decide/shared-configs.ts); True once all passed.
+   */
+  SharedConfig: 'SharedConfig',
 } as const;
 export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
 
@@ -159,6 +166,10 @@ export const ConditionReason = {
   Soaking: 'Soaking',
   /** UpstreamReady=False: the change lacks what spec.promotion.identity needs (label:<key> unset). */
   NoIdentity: 'NoIdentity',
+  /** SharedConfig=False: passed; another consumer of a shared config has not (or has no Canary). */
+  SharedConfigWaiting: 'SharedConfigWaiting',
+  /** SharedConfig=True: every consumer of the shared configs passed. */
+  SharedConfigPassed: 'SharedConfigPassed',
   ...RollbackCause,
 } as const;
 export type ConditionReason = (typeof ConditionReason)[keyof typeof ConditionReason];

@@ -12,6 +12,7 @@ import type { RouterTraits } from '../routers/router.js';
 import type { ResolvedAnalysis } from './analysis-config.js';
 import { identityOf, type ChangeFacts, type UpstreamBlock } from './stages.js';
 import { ConditionReason, ConditionType, EventReason, RollbackCause } from './reasons.js';
+import { sharedConfigVerdict, waitsForSharedConfig, type SharedConfig } from './shared-configs.js';
 
 /** Status fields the state machine keeps so that a restarted process resumes exactly. */
 export interface RolloutStatus extends CanaryStatus {
@@ -107,6 +108,8 @@ export interface Observed {
   hasUpstream?: boolean;
   /** ConfigMaps and Secrets the pod template needs that do not exist, as `Kind namespace/name`. */
   missingConfigs?: string[];
+  /** Pending configs this run uses that other managed Deployments reference, and where those stand (decide/shared-configs.ts). */
+  sharedConfigs?: SharedConfig[];
 }
 
 /** Why runs hold now (observe/context.ts derives it from namespace labels and spec.promotion.windows). */
@@ -463,6 +466,8 @@ class Machine {
       this.effects.push({ type: 'clear-command', command: 'abort' });
       return this.rollback(RollbackCause.Aborted, 'aborted on request');
     }
+    const shared = sharedConfigVerdict(obs.sharedConfigs);
+    if (shared.action === 'rollback') return this.rollback(RollbackCause.SharedConfigFailed, shared.message);
 
     // A copy scaled to zero (after a rollback of the same revision) is not ready, whatever its status says.
     const copyReady = obs.copy.exists && obs.copy.revision === revision && obs.copy.ready && obs.copy.replicas > 0;
@@ -491,10 +496,13 @@ class Machine {
     // A freeze or a closed window: the run keeps its step (its split stays
     // in force above) and runs no checks; an abort still works (above).
     if (this.held(`revision ${revision} holds at ${a.strategy === 'canary' ? `weight ${this.status.canaryWeight ?? 0}` : `iteration ${this.status.iterations ?? 0}`}`)) return;
+    // Passed and waiting for the other consumers of a shared config: promoted
+    // as soon as they all passed, without waiting for the next step.
+    if (waitsForSharedConfig(this.status) && shared.action === 'promote') return this.promoteShared();
     if (!results && !this.due()) return;
     if (a.skipAnalysis) {
       this.event('Normal', EventReason.AnalysisSkipped, 'spec.skipAnalysis is true: promoting without analysis', revision);
-      return this.beginPromotion();
+      return this.promoteShared();
     }
 
     const final = this.atFinalStep();
@@ -553,6 +561,29 @@ class Machine {
       this.effects.push({ type: 'clear-command', command: 'promote' });
       this.event('Normal', EventReason.PromoteRequested, `promoting ${revision} on request; remaining steps skipped`, revision);
     }
+    this.promoteShared();
+  }
+
+  /**
+   * The run passed: promoted, unless it shares pending config data with
+   * other consumers that have not all passed. Then it waits in
+   * WaitingPromotion (condition SharedConfig=False, the status message says
+   * for whom; an Event when that changes) and looks again soon; its checks
+   * keep running each interval meanwhile.
+   */
+  private promoteShared(): void {
+    const revision = this.status.pendingRevision ?? '';
+    const verdict = sharedConfigVerdict(this.obs.sharedConfigs);
+    if (verdict.action === 'rollback') return this.rollback(RollbackCause.SharedConfigFailed, verdict.message);
+    const current = this.status.conditions?.find((c) => c.type === ConditionType.SharedConfig);
+    if (verdict.action === 'wait') {
+      const message = `${revision} passed analysis and waits: ${verdict.message}`;
+      if (!waitsForSharedConfig(this.status) || current?.message !== verdict.message) this.event('Normal', EventReason.WaitingPromotion, message, revision);
+      this.setPhase('WaitingPromotion', message);
+      this.setCondition(ConditionType.SharedConfig, 'False', ConditionReason.SharedConfigWaiting, verdict.message);
+      return this.requeue(POLL_MS);
+    }
+    if (current) this.setCondition(ConditionType.SharedConfig, 'True', ConditionReason.SharedConfigPassed, `every consumer of the shared configs passed ${revision}'s change`);
     this.beginPromotion();
   }
 

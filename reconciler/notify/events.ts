@@ -70,6 +70,7 @@ export const ROLLBACK_SUMMARIES: Readonly<Record<RollbackCause, string>> = {
   ProgressDeadlineExceeded: 'rolled back: progress deadline exceeded',
   RollbackGate: 'rolled back by a rollback gate',
   Aborted: 'rolled back: aborted on request',
+  SharedConfigFailed: 'rolled back: another consumer of a shared config failed',
 };
 
 /** The alert for an event, or undefined when the event is not worth one. */

@@ -213,7 +213,8 @@ export interface ConfigInputs {
   /** What the last look-up of a config outside that cache found. */
   lookup(kind: ConfigKind, name: string): LookupResult | undefined;
   /**
-   * The Canary's status says a promotion is being written: a template
+   * The Canary's status says a promotion is being written (or the run
+   * waits for a shared config, which another consumer may write): a template
    * without the config-revision annotation then does not yet run the live
    * configs (they may have been written first, see apply/configs.ts).
    */

@@ -19,6 +19,7 @@ import { changeFacts, type ChangeFacts } from '../decide/stages.js';
 import type { Router, RouterContext } from '../routers/router.js';
 import type { Caches, ConfigCaches, ObjectCache } from './caches.js';
 import { configState, type ConfigKind, type ConfigObject, type ConfigState } from './configs.js';
+import { configsMayLead, sharedConfigs } from './shared-configs.js';
 
 export { pendingChange, type PendingChange } from './pending.js';
 import { pendingChange, type PendingChange } from './pending.js';
@@ -184,6 +185,10 @@ export function buildSyncContext(canary: Canary, caches: Caches, router: Router,
   if (ctx.autoscalers.missing) ctx.observed.autoscalerMissing = ctx.autoscalers.missing;
   ctx.observed.changes = changes;
   if (ctx.configs?.copyRechecks.length) ctx.observed.target.configsUnsettled = true;
+  if (ctx.configs?.changed.size) {
+    const shared = sharedConfigs(canary, name, ctx.configs, caches);
+    if (shared.length > 0) ctx.observed.sharedConfigs = shared;
+  }
   if (ctx.configs?.missing.length) ctx.observed.missingConfigs = ctx.configs.missing.map((r) => `${r.kind} ${namespace}/${r.name}`);
   if (canary.spec.promotion?.identity) ctx.observed.identityMode = canary.spec.promotion.identity;
   const hold = holdOf(canary, caches, now, holdSources);
@@ -206,7 +211,7 @@ function joinConfigs(ctx: SyncContext, targetView: TargetView, configs: ConfigCa
     ...(own ? { pendingTemplate: own.spec } : {}),
     get: (k, n) => configs.managed[k].get(ns, n),
     lookup: (k, n) => configs.lookup(k, ns, n),
-    promoting: ctx.canary.status?.phase === 'Promoting',
+    promoting: configsMayLead(ctx.canary.status),
   });
   if (!state) return;
   ctx.configs = state;

@@ -238,6 +238,7 @@ describe('alerts/alertForEvent', () => {
       ProgressDeadlineExceeded: 'rolled back: progress deadline exceeded',
       RollbackGate: 'rolled back by a rollback gate',
       Aborted: 'rolled back: aborted on request',
+      SharedConfigFailed: 'rolled back: another consumer of a shared config failed',
     };
     for (const cause of ROLLBACK_CAUSES) {
       // A message that names another cause (a metric called "rollback-gate-latency", say) changes nothing.
