@@ -5,35 +5,33 @@
 // secretGenerator put a hash of the data into the name) is a template
 // change: the held template references `app-config-<new>`, while the
 // stable primary's Pods still mount `app-config-<old>`. A GitOps tool prunes
-// the old object as soon as it applied the new one, i.e. while the run is
-// under way; without protection the primary would lose it before the
-// promotion rolls it onto the new name (and a rollback would leave the
-// primary on a config that no longer exists).
+// the old object in the same reconcile that applied the new one, i.e. while
+// the run is under way; without protection the primary would lose it
+// before the promotion rolls it onto the new name (and a rollback would
+// leave the primary on a config that no longer exists).
 //
-// The rule, per config in the managed cache:
-// - it needs the finalizer when some managed Deployment's LIVE template
-//   references it and either that Deployment holds a template that no
-//   longer does (the run, or the promotion being written, still needs it),
-//   or it is being deleted (after a rollback or cancel the live primary
-//   still mounts it: it stays until the live template stops referencing it);
-// - otherwise it loses the finalizer: only the configs a run drops carry it,
-//   and none is left behind when the reference goes away.
-// Deployments whose Canary is being deleted, and every Deployment of a
-// namespace being deleted, count as referencing nothing: uninstalling and
-// namespace deletion never hang on this finalizer.
+// The rule, per config in the managed cache: it carries the finalizer
+// while some managed Deployment's LIVE pod template references it, and
+// loses it as soon as none does (after the promotion rolled the primary
+// onto the new name, or when the reference is dropped). Protection cannot
+// wait for the held change: Flux's prune follows its apply within
+// milliseconds, before any controller sees the held template (measured in
+// test/e2e/flux.test.ts), and a finalizer cannot be added to an object
+// already being deleted. A config being deleted while still referenced
+// (pruned during a run, or left mounted by a rollback) is kept and
+// reported. Deployments whose Canary is being deleted, and every
+// Deployment of a namespace being deleted, count as referencing nothing:
+// uninstalling and namespace deletion never hang on this finalizer.
 
 import type * as k8s from '@kubernetes/client-node';
 import { IN_USE_FINALIZER, MANAGED_LABEL, TRUE } from '../../core/contract.js';
 import { configKey, configReferences, type ConfigKind, type ConfigObject, type ConfigRef } from './configs.js';
-import { pendingChange } from './pending.js';
 import type { Canary } from '../../core/api/types.js';
 import type { Caches } from './caches.js';
 
-/** A managed Deployment's templates, as far as config references go. */
+/** A managed Deployment's live pod template, as far as config references go. */
 export interface TemplatePair {
   live: Record<string, unknown>;
-  /** The held pod template, if the Deployment holds a usable one. */
-  pending?: Record<string, unknown>;
 }
 
 export interface InUseInput {
@@ -53,14 +51,7 @@ export interface InUseChanges {
 /** The finalizer writes the rule asks for, and the configs held back from deletion. */
 export function inUseChanges(input: InUseInput): InUseChanges {
   const liveRefs = new Set<string>();
-  const dropped = new Set<string>();
-  for (const t of input.targets) {
-    const live = configReferences(t.live).map(configKey);
-    for (const k of live) liveRefs.add(k);
-    if (!t.pending) continue;
-    const kept = new Set(configReferences(t.pending).map(configKey));
-    for (const k of live) if (!kept.has(k)) dropped.add(k);
-  }
+  for (const t of input.targets) for (const ref of configReferences(t.live)) liveRefs.add(configKey(ref));
   const out: InUseChanges = { add: [], remove: [], deletedInUse: [] };
   for (const { kind, obj } of input.configs) {
     const name = obj.metadata?.name ?? '';
@@ -68,7 +59,7 @@ export function inUseChanges(input: InUseInput): InUseChanges {
     const key = configKey(ref);
     const deleting = !!obj.metadata?.deletionTimestamp;
     const has = (obj.metadata?.finalizers ?? []).includes(IN_USE_FINALIZER);
-    const needed = liveRefs.has(key) && (dropped.has(key) || deleting);
+    const needed = liveRefs.has(key);
     // A finalizer cannot be added to an object already being deleted.
     if (needed && !has && !deleting) out.add.push(ref);
     if (!needed && has) out.remove.push(ref);
@@ -87,10 +78,7 @@ export function keepingTargets(deployments: k8s.V1Deployment[], opts: { namespac
   const out: TemplatePair[] = [];
   for (const d of deployments) {
     if (d.metadata?.labels?.[MANAGED_LABEL] !== TRUE || d.metadata?.name === opts.releasing || d.metadata?.deletionTimestamp) continue;
-    const pending = pendingChange(d);
     const pair: TemplatePair = { live: (d.spec?.template ?? {}) as Record<string, unknown> };
-    // An unusable pending annotation is never run: it keeps nothing beyond the live template.
-    if (pending && !('error' in pending)) pair.pending = pending.spec;
     out.push(pair);
   }
   return out;

@@ -1,4 +1,5 @@
-// The finalizer canarygate.dev/in-use on a real control plane: a change that
+// The finalizer canarygate.dev/in-use on a real control plane: every
+// managed ConfigMap a live primary mounts carries it. A change that
 // renames the ConfigMap a Deployment mounts (what kustomize's
 // configMapGenerator does with its hash suffix) is held and canaried; the
 // old ConfigMap, which the stable primary still mounts, survives a delete
@@ -47,7 +48,7 @@ function mounting(name: string, config: string) {
 
 const configMap = (name: string, data: Record<string, string>) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data });
 
-describe('in-use finalizer: hash-suffixed ConfigMaps protected while a run needs them', function () {
+describe('in-use finalizer: the ConfigMap the live primary mounts survives a prune during a rename', function () {
   let ns: string;
   let reconciler: RunningReconciler;
   const gates = new GateServer();
@@ -78,14 +79,15 @@ describe('in-use finalizer: hash-suffixed ConfigMaps protected while a run needs
     await applyJson(ns, mounting(name, `${name}-aaa`));
     await applyJson(ns, service(name, { selector: { app: name } }));
     await waitFor(`${name} and its ConfigMap to be adopted`, async () => (await phaseOf(name)) === 'Initialized' && (await cm(`${name}-aaa`))?.metadata.labels?.[MANAGED_LABEL] === 'true', { namespace: ns, timeoutMs: 30_000 });
-    assert.equal(await guarded(`${name}-aaa`), false, 'no finalizer without a run');
+    // Before any change arrives: a GitOps prune follows its apply at once, faster than any controller could react to the held change.
+    await waitFor(`${name}-aaa, mounted by the live primary, to carry ${IN_USE_FINALIZER}`, () => guarded(`${name}-aaa`), { namespace: ns, timeoutMs: 15_000 });
 
     await applyJson(ns, configMap(`${name}-bbb`, { 'app.conf': 'v2' }));
     await applyJson(ns, mounting(name, `${name}-bbb`));
     assert.deepEqual(await mountedBy(name), [`${name}-aaa`], 'the rename is held');
     await waitFor('the run to wait for promotion', async () => (await phaseOf(name)) === 'WaitingPromotion', { namespace: ns, timeoutMs: 30_000 });
-    await waitFor(`${name}-aaa to carry ${IN_USE_FINALIZER}`, () => guarded(`${name}-aaa`), { namespace: ns, timeoutMs: 15_000 });
-    assert.equal(await guarded(`${name}-bbb`), false, 'the new ConfigMap is not protected: only the one the run drops');
+    assert.equal(await guarded(`${name}-aaa`), true);
+    assert.equal(await guarded(`${name}-bbb`), false, 'the new ConfigMap, which no live template mounts yet, is not protected');
   }
 
   /** What a GitOps prune does: delete the old ConfigMap; it stays, Terminating, and the Canary says why. */
@@ -109,7 +111,7 @@ describe('in-use finalizer: hash-suffixed ConfigMaps protected while a run needs
     assert.deepEqual(await mountedBy(name), [`${name}-bbb`], 'the primary runs the new name');
     await waitFor(`${name}-aaa to be gone`, async () => (await cm(`${name}-aaa`)) === undefined, { namespace: ns, timeoutMs: 15_000 });
     await waitFor('ConfigDeletedInUse=False', async () => (await conditionOf(name))?.status === 'False', { namespace: ns, timeoutMs: 15_000 });
-    assert.equal(await guarded(`${name}-bbb`), false, 'nothing left protected');
+    await waitFor(`${name}-bbb, now mounted by the live primary, to carry ${IN_USE_FINALIZER}`, () => guarded(`${name}-bbb`), { namespace: ns, timeoutMs: 15_000 });
   });
 
   it('after a rollback the pruned ConfigMap the live primary mounts stays, reported, until a promotion drops the reference', async function () {
@@ -141,5 +143,6 @@ describe('in-use finalizer: hash-suffixed ConfigMaps protected while a run needs
     await waitFor('the Canary to be gone', async () => (await canaryOf(name)) === undefined, { namespace: ns, timeoutMs: 30_000 });
     await waitFor(`${name}-aaa released`, async () => !(await guarded(`${name}-aaa`)), { namespace: ns, timeoutMs: 15_000 });
     assert.ok(await cm(`${name}-aaa`), 'released, not deleted');
+    assert.equal(await guarded(`${name}-bbb`), false);
   });
 });

@@ -23,46 +23,38 @@ function cm(name: string, opts: { finalizers?: string[]; deleting?: boolean } = 
 const names = (refs: Array<{ name: string }>) => refs.map((r) => r.name);
 
 describe('in-use finalizer: which configs carry it', () => {
-  it('protects the config the live template references and the held template dropped (a hash-suffixed rename)', () => {
-    const targets: TemplatePair[] = [{ live: mounting('cfg-aaa', 'shared'), pending: mounting('cfg-bbb', 'shared') }];
+  it('protects every managed config a live template references, before any change arrives (a prune follows the apply at once)', () => {
+    const targets: TemplatePair[] = [{ live: mounting('cfg-aaa', 'shared') }];
     const r = inUseChanges({ targets, configs: [cm('cfg-aaa'), cm('cfg-bbb'), cm('shared')] });
-    assert.deepEqual(names(r.add), ['cfg-aaa'], 'only the dropped one: the kept and the new configs stay unprotected');
+    assert.deepEqual(names(r.add), ['cfg-aaa', 'shared'], 'the new name, referenced only by the held template, is not protected');
     assert.deepEqual(r.remove, []);
   });
 
-  it('protects nothing without a held template (no run), and writes nothing when the finalizer is already there', () => {
-    assert.deepEqual(inUseChanges({ targets: [{ live: mounting('cfg-aaa') }], configs: [cm('cfg-aaa')] }), { add: [], remove: [], deletedInUse: [] });
-    const held = [{ live: mounting('cfg-aaa'), pending: mounting('cfg-bbb') }];
-    assert.deepEqual(inUseChanges({ targets: held, configs: [cm('cfg-aaa', { finalizers: [IN_USE_FINALIZER] })] }), { add: [], remove: [], deletedInUse: [] });
+  it('writes nothing when the finalizer is already there', () => {
+    assert.deepEqual(inUseChanges({ targets: [{ live: mounting('cfg-aaa') }], configs: [cm('cfg-aaa', { finalizers: [IN_USE_FINALIZER] })] }), { add: [], remove: [], deletedInUse: [] });
   });
 
-  it('releases it once no live template references the config (after the promotion), deleting or not', () => {
+  it('releases it once no live template references the config (after the promotion), deleting or not; another controller\'s finalizer is not its business', () => {
     const promoted = [{ live: mounting('cfg-bbb') }];
-    const r = inUseChanges({ targets: promoted, configs: [cm('cfg-aaa', { finalizers: ['other/x', IN_USE_FINALIZER], deleting: true })] });
+    const r = inUseChanges({ targets: promoted, configs: [cm('cfg-aaa', { finalizers: ['other/x', IN_USE_FINALIZER], deleting: true }), cm('cfg-bbb', { finalizers: [IN_USE_FINALIZER] })] });
     assert.deepEqual(names(r.remove), ['cfg-aaa']);
+    assert.deepEqual(r.add, []);
     assert.deepEqual(r.deletedInUse, []);
   });
 
-  it('releases it when the run ends and the config is not being deleted (rollback, cancel: nothing to keep)', () => {
-    const r = inUseChanges({ targets: [{ live: mounting('cfg-aaa') }], configs: [cm('cfg-aaa', { finalizers: [IN_USE_FINALIZER] })] });
-    assert.deepEqual(names(r.remove), ['cfg-aaa']);
+  it('keeps it, and reports the config, while it is being deleted and a live template still references it (pruned during a run, or after a rollback)', () => {
+    const r = inUseChanges({ targets: [{ live: mounting('cfg-aaa') }], configs: [cm('cfg-aaa', { finalizers: [IN_USE_FINALIZER], deleting: true })] });
+    assert.deepEqual(r.remove, []);
+    assert.deepEqual(names(r.deletedInUse), ['cfg-aaa']);
   });
 
-  it('keeps it, and reports the config, while it is being deleted and the live template still references it (rollback after a prune)', () => {
-    for (const targets of [[{ live: mounting('cfg-aaa') }], [{ live: mounting('cfg-aaa'), pending: mounting('cfg-bbb') }]]) {
-      const r = inUseChanges({ targets, configs: [cm('cfg-aaa', { finalizers: [IN_USE_FINALIZER], deleting: true })] });
-      assert.deepEqual(r.remove, []);
-      assert.deepEqual(names(r.deletedInUse), ['cfg-aaa']);
-    }
-  });
-
-  it('never adds it to an object already being deleted (the API server refuses a new finalizer there)', () => {
-    const r = inUseChanges({ targets: [{ live: mounting('cfg-aaa'), pending: mounting('cfg-bbb') }], configs: [cm('cfg-aaa', { deleting: true })] });
+  it('never adds it to an object already being deleted (the API server refuses a new finalizer there), nor reports one it does not hold', () => {
+    const r = inUseChanges({ targets: [{ live: mounting('cfg-aaa') }], configs: [cm('cfg-aaa', { deleting: true })] });
     assert.deepEqual(r, { add: [], remove: [], deletedInUse: [] });
   });
 
-  it('a config another managed Deployment still needs keeps it', () => {
-    const targets = [{ live: mounting('cfg-bbb') }, { live: mounting('cfg-aaa'), pending: mounting('cfg-ccc') }];
+  it('a config another managed Deployment still mounts keeps it', () => {
+    const targets = [{ live: mounting('cfg-bbb') }, { live: mounting('cfg-aaa') }];
     assert.deepEqual(inUseChanges({ targets, configs: [cm('cfg-aaa', { finalizers: [IN_USE_FINALIZER] })] }).remove, []);
   });
 });
@@ -74,15 +66,11 @@ function deployment(name: string, live: object, pending?: object, over: Partial<
 }
 
 describe('in-use finalizer: the Deployments that keep configs', () => {
-  it('reads the held template of managed Deployments; unmanaged ones and a mangled pending annotation keep nothing beyond the live template', () => {
+  it('only managed Deployments that are not being deleted keep configs, by their live template (a held one keeps nothing)', () => {
     const held = deployment('web', mounting('cfg-aaa'), mounting('cfg-bbb'));
     const unmanaged = deployment('other', mounting('x'), undefined, { labels: {} });
-    const mangled = deployment('bad', mounting('y'), mounting('z'));
-    mangled.metadata!.annotations![PENDING_REVISION] = 'sha256:0000';
-    const t = keepingTargets([held, unmanaged, mangled], { namespaceDeleting: false });
-    assert.equal(t.length, 2);
-    assert.deepEqual(t[0]!.pending, mounting('cfg-bbb'));
-    assert.equal(t[1]!.pending, undefined);
+    const gone = deployment('gone', mounting('y'), undefined, { deletionTimestamp: new Date(0) });
+    assert.deepEqual(keepingTargets([held, unmanaged, gone], { namespaceDeleting: false }), [{ live: mounting('cfg-aaa') }]);
   });
 
   it('the Deployment of a Canary being deleted, and every Deployment of a namespace being deleted, keep nothing: no finalizer is left behind', () => {
@@ -97,7 +85,7 @@ describe('in-use finalizer: the Deployments that keep configs', () => {
       configs: { managed: { ConfigMap: list([protectedCm]), Secret: list([]) }, copies: { ConfigMap: list([]), Secret: list([]) }, lookup: () => undefined },
     });
     const canary = (deleting: boolean) => ({ metadata: { name: 'web', namespace: 'ns', ...(deleting ? { deletionTimestamp: '2026-01-01T00:00:00Z' } : {}) }, spec: { targetRef: { kind: 'Deployment', name: 'web' } } }) as unknown as Canary;
-    assert.deepEqual(inUseOf(canary(false), caches(false))?.remove, [], 'kept while the run needs it');
+    assert.deepEqual(inUseOf(canary(false), caches(false))?.remove, [], 'kept while the live template mounts it');
     assert.deepEqual(names(inUseOf(canary(true), caches(false))?.remove ?? []), ['cfg-aaa'], 'Canary deleted');
     assert.deepEqual(names(inUseOf(canary(false), caches(true))?.remove ?? []), ['cfg-aaa'], 'namespace deleted');
   });
