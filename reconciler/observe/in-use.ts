@@ -48,10 +48,18 @@ export interface InUseChanges {
   deletedInUse: ConfigRef[];
 }
 
+/** The configKeys a live template references, memoised per template object (every sync of the namespace's Canaries reads every template). */
+function liveKeys(template: Record<string, unknown>): string[] {
+  let keys = keysMemo.get(template);
+  if (!keys) keysMemo.set(template, (keys = configReferences(template).map(configKey)));
+  return keys;
+}
+const keysMemo = new WeakMap<object, string[]>();
+
 /** The finalizer writes the rule asks for, and the configs held back from deletion. */
 export function inUseChanges(input: InUseInput): InUseChanges {
   const liveRefs = new Set<string>();
-  for (const t of input.targets) for (const ref of configReferences(t.live)) liveRefs.add(configKey(ref));
+  for (const t of input.targets) for (const key of liveKeys(t.live)) liveRefs.add(key);
   const out: InUseChanges = { add: [], remove: [], deletedInUse: [] };
   for (const { kind, obj } of input.configs) {
     const name = obj.metadata?.name ?? '';

@@ -384,7 +384,7 @@ describe('GitOps with the real Flux (git push, source-controller, kustomize-cont
     const old = await configMapNamed(before as string);
     assert.ok(old, 'the old ConfigMap survived the prune');
     assert.ok(old.metadata.finalizers?.includes(IN_USE_FINALIZER), 'kept by canarygate.dev/in-use');
-    console.log(`      [flux] old generated ConfigMap during the run: ${old.metadata.deletionTimestamp ? 'Terminating (pruned by Flux), kept by the finalizer' : 'not deleted yet'}`);
+    assert.ok(old.metadata.deletionTimestamp, 'Flux pruned it in the same reconcile as its apply: Terminating, not gone');
 
     gates.answer(`${name}-approve`, 200);
     await waitFor('Succeeded', async () => (await canary(name))?.status?.phase === 'Succeeded', { namespace: ns, timeoutMs: 30_000 });
