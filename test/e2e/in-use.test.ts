@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { IN_USE_FINALIZER, MANAGED_LABEL } from '../../core/contract.js';
 import type { Canary } from '../../core/api/types.js';
-import { applyAsUser as applyJson, cliPath, getObject as get, kubeconfigPath, kubectlOk, run } from './cluster.js';
+import { applyAsUser as applyJson, cliPath, getObject as get, kubeconfigPath, kubectl, kubectlOk, run } from './cluster.js';
 import { GateServer } from './gate-server.js';
 import { createNamespace, deleteNamespace } from './namespaces.js';
 import { deployment, service } from './objects.js';
@@ -144,5 +144,12 @@ describe('in-use finalizer: the ConfigMap the live primary mounts survives a pru
     await waitFor(`${name}-aaa released`, async () => !(await guarded(`${name}-aaa`)), { namespace: ns, timeoutMs: 15_000 });
     assert.ok(await cm(`${name}-aaa`), 'released, not deleted');
     assert.equal(await guarded(`${name}-bbb`), false);
+  });
+
+  it('deleting the namespace mid-run (reconciler running) does not hang on the finalizer', async function () {
+    await renameHeld('nsgone');
+    await prune('nsgone');
+    await kubectlOk(['delete', 'namespace', ns, '--wait=false']);
+    await waitFor(`namespace ${ns} to be gone`, async () => (await kubectl(['get', 'namespace', ns])).code !== 0, { timeoutMs: 60_000 });
   });
 });
