@@ -12,6 +12,7 @@ import { errorMessage } from '../core/api/client.js';
 import type { AlertProvider, Canary, CanarySpec, MetricTemplate } from '../core/api/types.js';
 import { CANARY_ROLE, DEFAULTS_LABEL, GROUP, MANAGED_LABEL, FREEZE_LABEL, NAMESPACE_ENABLED_LABEL, REVISION_LABEL, ROLE_LABEL, SKIP_LABEL, TRUE, VERSION, canaryName } from '../core/contract.js';
 import { ConfigLookups } from './apply/configs.js';
+import { applyInUse } from './apply/in-use.js';
 import { Registry, type Gauge, type Histogram } from '../core/metrics.js';
 import { targetKind } from '../core/targets/index.js';
 import { runChecks, type MetricChecker } from './analysis/checks.js';
@@ -28,7 +29,7 @@ import { Alerter } from './notify/alerts.js';
 import { Notifier } from './notify/notifier.js';
 import type { Caches, HttpRoute } from './observe/caches.js';
 import { routerFamily, type RouterFamily, type RouterResource } from '../core/providers.js';
-import { buildSyncContext, pendingChange, targetCache } from './observe/context.js';
+import { buildSyncContext, pendingChange, targetCache, type SyncContext } from './observe/context.js';
 import { UpstreamReader } from './observe/upstream.js';
 import { upstreamBlock } from './decide/stages.js';
 import { defaultCanaryFor } from './observe/defaults.js';
@@ -520,6 +521,8 @@ export class Reconciler {
     };
     hooks.configs = { caches: this.caches, lookups: this.configLookups };
     if (seen.autoscalers.copy) hooks.copyHpa = seen.autoscalers.copy;
+    // Before the effects: a Canary whose finalizer the effects remove must release its configs first.
+    await this.applyInUse(seen, hooks);
     for (const effect of t.effects) {
       try {
         await applyEffect(effect, seen, hooks, this.api);
@@ -534,6 +537,18 @@ export class Reconciler {
       }
     }
     if (t.requeueAt !== undefined) return { requeueAfterMs: Math.max(0, t.requeueAt - Date.now()) };
+  }
+
+  /** The finalizer canarygate.dev/in-use writes of a sync (observe/in-use.ts). */
+  private async applyInUse(seen: SyncContext, hooks: EffectHooks): Promise<void> {
+    const changes = seen.inUse;
+    const managed = this.caches.configs?.managed;
+    if (!changes || !managed || changes.add.length + changes.remove.length === 0) return;
+    await applyInUse(changes, seen.namespace, (k, n) => managed[k].get(seen.namespace, n), this.api.core, async (fn) => {
+      hooks.assertLeader();
+      writeCounter.writes++;
+      await fn();
+    });
   }
 
   /**

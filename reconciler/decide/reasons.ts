@@ -20,6 +20,8 @@ export const EventReason = {
   Joined: 'Joined',
   /** A ConfigMap or Secret the pod template needs (not optional) does not exist (once per set of missing configs). */
   ConfigMissing: 'ConfigMissing',
+  /** A ConfigMap or Secret the live primary still mounts is being deleted (pruned by a GitOps tool): the finalizer canarygate.dev/in-use keeps it (once per set). */
+  ConfigDeletedInUse: 'ConfigDeletedInUse',
   /** A failed revision is started again (`canary-gate retry`). */
   Retry: 'Retry',
   /** A pending revision waits for its confirm-rollout gate (once per wait). */
@@ -125,6 +127,8 @@ export const ConditionType = {
    * ConfigMap or Secret (decide/shared-configs.ts); True once all passed.
    */
   SharedConfig: 'SharedConfig',
+  /** True while a config the live primary mounts is being deleted and kept by the finalizer canarygate.dev/in-use. */
+  ConfigDeletedInUse: 'ConfigDeletedInUse',
 } as const;
 export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
 
@@ -148,6 +152,10 @@ export const ConditionReason = {
   Resumed: 'Resumed',
   /** ConfigMissing=True: a referenced config does not exist. */
   ConfigMissing: 'ConfigMissing',
+  /** ConfigDeletedInUse=True: a config the live primary mounts is being deleted and kept. */
+  ConfigDeletedInUse: 'ConfigDeletedInUse',
+  /** ConfigDeletedInUse=False: no config the live primary mounts is being deleted. */
+  ConfigsNotDeleted: 'ConfigsNotDeleted',
   /** ConfigMissing=False: every referenced config exists. */
   ConfigsFound: 'ConfigsFound',
   /** UpstreamReady: every upstream stage promoted the change. */

@@ -110,6 +110,8 @@ export interface Observed {
   missingConfigs?: string[];
   /** Pending configs this run uses that other managed Deployments reference, and where those stand (decide/shared-configs.ts). */
   sharedConfigs?: SharedConfig[];
+  /** Configs a managed Deployment's live template references that are being deleted and kept by the in-use finalizer, as `Kind namespace/name`. */
+  configsDeletedInUse?: string[];
 }
 
 /** Why runs hold now (observe/context.ts derives it from namespace labels and spec.promotion.windows). */
@@ -247,6 +249,7 @@ class Machine {
       this.requeue(POLL_MS);
     }
     this.noteMissingConfigs();
+    this.noteConfigsDeletedInUse();
     const phase = this.status.phase;
     if (!phase || phase === 'Initializing' || !obs.target.managed) return this.initialize();
     if (!obs.hasFinalizer) this.effects.push({ type: 'add-finalizer' });
@@ -420,6 +423,26 @@ class Machine {
     if (current?.status !== 'True' || current.message !== message) this.event('Warning', EventReason.ConfigMissing, message, revision);
     this.setCondition(ConditionType.ConfigMissing, 'True', ConditionReason.ConfigMissing, message);
     this.requeue(10_000);
+  }
+
+  /**
+   * Keeps the ConfigDeletedInUse condition true to the observed configs (a
+   * Warning Event when the set changes): someone (typically a GitOps tool's
+   * prune) wants a config gone that the live primary still mounts; it stays
+   * until the live template stops referencing it.
+   */
+  private noteConfigsDeletedInUse(): void {
+    const kept = this.obs.configsDeletedInUse ?? [];
+    const current = this.status.conditions?.find((c) => c.type === ConditionType.ConfigDeletedInUse);
+    if (kept.length === 0) {
+      if (current?.status === 'True') this.setCondition(ConditionType.ConfigDeletedInUse, 'False', ConditionReason.ConfigsNotDeleted, 'no config the live primary mounts is being deleted');
+      return;
+    }
+    const one = kept.length === 1;
+    const message = `${kept.join(', ')} ${one ? 'is' : 'are'} being deleted while the live primary still mounts ${one ? 'it' : 'them'}: the finalizer canarygate.dev/in-use keeps ${one ? 'it' : 'them'} until the live pod template no longer references ${one ? 'it' : 'them'} (promote a change that drops the reference, or restore the object in git)`;
+    const revision = this.obs.target.pendingRevision ?? this.status.pendingRevision ?? this.obs.target.liveRevision;
+    if (current?.status !== 'True' || current.message !== message) this.event('Warning', EventReason.ConfigDeletedInUse, message, revision);
+    this.setCondition(ConditionType.ConfigDeletedInUse, 'True', ConditionReason.ConfigDeletedInUse, message);
   }
 
   /** The weight the canary copy is first sized for: a copy that shares the user's Service carries traffic from its first Pod, so it starts at the first step. */

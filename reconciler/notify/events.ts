@@ -39,6 +39,7 @@ export const ALERT_RULES: Readonly<Record<EventReason, Rule>> = {
   // Part of the start just announced: a second announcement would read as a second run.
   Joined: 'quiet',
   ConfigMissing: { severity: 'warn', summary: 'a ConfigMap or Secret the pod template needs is missing' },
+  ConfigDeletedInUse: { severity: 'warn', summary: 'a ConfigMap or Secret the live primary mounts is being deleted (kept by canarygate.dev/in-use)' },
   Retry: 'quiet',
   Waiting: { severity: 'info', summary: 'waiting at a gate' },
   WaitingPromotion: { severity: 'info', summary: 'waiting at a gate' },

@@ -6,6 +6,7 @@
 // version of the target; the live revision is memoised per generation, so an
 // idle canary costs no hashing.
 
+import { inUseOf, type InUseChanges } from './in-use.js';
 import type * as k8s from '@kubernetes/client-node';
 import { COMMAND_ANNOTATIONS, FINALIZER, FREEZE_ALL, FREEZE_LABEL, MANAGED_LABEL, REVISION_LABEL, TRUE, canaryName } from '../../core/contract.js';
 import type { Canary } from '../../core/api/types.js';
@@ -58,6 +59,8 @@ export interface SyncContext extends RouterContext {
    */
   configs?: ConfigState;
   ownPending?: PendingChange;
+  /** The finalizer canarygate.dev/in-use writes of this sync (observe/in-use.ts). */
+  inUse?: InUseChanges;
   /** The state machine's view. */
   observed: Observed;
 }
@@ -189,6 +192,8 @@ export function buildSyncContext(canary: Canary, caches: Caches, router: Router,
     const shared = sharedConfigs(canary, name, ctx.configs, caches);
     if (shared.length > 0) ctx.observed.sharedConfigs = shared;
   }
+  ctx.inUse = inUseOf(canary, caches);
+  if (ctx.inUse?.deletedInUse.length) ctx.observed.configsDeletedInUse = ctx.inUse.deletedInUse.map((r) => `${r.kind} ${namespace}/${r.name}`);
   if (ctx.configs?.missing.length) ctx.observed.missingConfigs = ctx.configs.missing.map((r) => `${r.kind} ${namespace}/${r.name}`);
   if (canary.spec.promotion?.identity) ctx.observed.identityMode = canary.spec.promotion.identity;
   const hold = holdOf(canary, caches, now, holdSources);

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import { PENDING_REVISION } from '../../core/contract.js';
+import { IN_USE_FINALIZER, PENDING_REVISION } from '../../core/contract.js';
 import { CANARY_PHASES, type Canary, type CanaryPhase } from '../../core/api/types.js';
 import { clusterDir, kubectl, kubectlOk, getObject as get, repoRoot, run } from './cluster.js';
 import {
@@ -112,12 +112,12 @@ describe('GitOps with the real Flux (git push, source-controller, kustomize-cont
   const live = (name: string, namespace = ns) => get<Deploy>(namespace, 'deployment', name);
 
   /** Pushes the first commit of an app, points Flux at it and waits for it to be applied and adopted. */
-  async function gitopsApp(name: string, opts: { namespace?: string; hold?: boolean; kustomization?: Record<string, unknown> } = {}) {
+  async function gitopsApp(name: string, opts: { namespace?: string; hold?: boolean; kustomization?: Record<string, unknown>; files?: Record<string, string> } = {}) {
     const namespace = opts.namespace ?? ns;
     const tree = new GitWorkTree(env.GIT_PUSH_URL, `${namespace}-${name}`);
     trees.push(tree);
     await tree.init();
-    const first = await tree.commit(`${name}: first release`, appFiles(name, '1', gates, opts));
+    const first = await tree.commit(`${name}: first release`, opts.files ?? appFiles(name, '1', gates, opts));
     await applyFluxObjects(namespace, name, { repoUrl: env.GIT_REPO_URL, branch: tree.branch, kustomization: opts.kustomization });
     await waitFor(`Flux to apply ${name}'s first commit`, async () => {
       const k = await kustomization(name, namespace);
@@ -316,6 +316,85 @@ describe('GitOps with the real Flux (git push, source-controller, kustomize-cont
     assert.equal(readyOf(k)?.status, 'True');
     const events = await kubectlOk(['-n', ns, 'get', 'events', '--field-selector', `involvedObject.name=${name},involvedObject.kind=Canary`, '-o', 'jsonpath={.items[*].reason}']);
     assert.match(events, /Cancelled/);
+  });
+
+  /** The Canary's run-start Events (Started, Restarted), oldest first. */
+  async function runStarts(name: string): Promise<string[]> {
+    const reasons = await kubectlOk(['-n', ns, 'get', 'events', '--field-selector', `involvedObject.name=${name},involvedObject.kind=Canary`, '-o', 'jsonpath={.items[*].reason}']);
+    return reasons.split(' ').filter((r) => r === 'Started' || r === 'Restarted');
+  }
+  const configMapNamed = (name: string) => get<{ data?: Record<string, string>; metadata: { finalizers?: string[]; deletionTimestamp?: string } }>(ns, 'configmap', name);
+  const mountedConfig = async (name: string) => ((await live(name)) as unknown as { spec: { template: { spec: { volumes?: { configMap?: { name: string } }[] } } } } | undefined)?.spec.template.spec.volumes?.[0]?.configMap?.name;
+
+  /** The app with its Deployment mounting ConfigMap `config` (by that name, or as kustomize rewrites it). */
+  function appWithConfig(name: string, tag: string, config: string): Record<string, string> {
+    const files = appFiles(name, tag, gates, { hold: true });
+    const d = JSON.parse(files['deployment.yaml'] as string) as { spec: { template: { spec: Record<string, unknown> } } };
+    d.spec.template.spec.volumes = [{ name: 'config', configMap: { name: config } }];
+    return { ...files, 'deployment.yaml': JSON.stringify(d) };
+  }
+
+  it('one commit of a new image and new data of the ConfigMap it mounts: exactly one run, promoted; live equals git, Flux Ready', async function () {
+    this.timeout(60_000);
+    const name = 'menu';
+    const config = (colour: string) => JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `${name}-config` }, data: { 'app.conf': `colour=${colour}` } });
+    const { tree } = await gitopsApp(name, { files: { ...appWithConfig(name, '1', `${name}-config`), 'config.yaml': config('blue') } });
+    await startNamespaceReconciler();
+    await adopted(name);
+    await waitFor('the ConfigMap to be tracked', async () => (await get<{ metadata: { labels?: Record<string, string> } }>(ns, 'configmap', `${name}-config`))?.metadata.labels?.['canarygate.dev/managed'] === 'true', { namespace: ns, timeoutMs: 15_000 });
+
+    const commit = await tree.commit(`${name}: image 2 and colour green`, { ...appWithConfig(name, '2', `${name}-config`), 'config.yaml': config('green') });
+    const revision = revisionOf(tree.branch, commit);
+    await waitFor('Flux to apply the commit', async () => (await kustomization(name))?.status?.lastAppliedRevision === revision, { namespace: ns, timeoutMs: 30_000 });
+    await waitFor('Succeeded', async () => (await canary(name))?.status?.phase === 'Succeeded', { namespace: ns, timeoutMs: 40_000 });
+    assert.equal(image(await live(name)), `example.test/${name}:2`, 'live image equals git');
+    assert.equal((await configMapNamed(`${name}-config`))?.data?.['app.conf'], 'colour=green', 'live data equals git');
+    assert.deepEqual(await runStarts(name), ['Started'], 'one run for the one commit: image and data together');
+    await waitFor('the Kustomization Ready at the commit', async () => {
+      const k = await kustomization(name);
+      return readyOf(k)?.status === 'True' && k?.status?.lastAppliedRevision === revision;
+    }, { namespace: ns, timeoutMs: 15_000 });
+  });
+
+  it('a configMapGenerator rename with prune: the old ConfigMap survives the run (our finalizer) and is gone after the promotion; Flux ends Ready', async function () {
+    this.timeout(60_000);
+    const name = 'tea';
+    const files = (colour: string, tag: string) => ({
+      ...appWithConfig(name, tag, `${name}-config`),
+      'kustomization.yaml': JSON.stringify({
+        apiVersion: 'kustomize.config.k8s.io/v1beta1',
+        kind: 'Kustomization',
+        resources: ['canary.yaml', 'deployment.yaml', 'service.yaml'],
+        configMapGenerator: [{ name: `${name}-config`, literals: [`colour=${colour}`] }],
+      }),
+    });
+    const { tree } = await gitopsApp(name, { files: files('blue', '1') });
+    await startNamespaceReconciler();
+    await adopted(name);
+    const before = await mountedConfig(name);
+    assert.match(before ?? '', new RegExp(`^${name}-config-[a-z0-9]+$`), 'kustomize named the ConfigMap with a hash of its data');
+    await waitFor('the generated ConfigMap to be tracked', async () => (await get<{ metadata: { labels?: Record<string, string> } }>(ns, 'configmap', before as string))?.metadata.labels?.['canarygate.dev/managed'] === 'true', { namespace: ns, timeoutMs: 15_000 });
+
+    gates.answer(`${name}-approve`, 403); // hold the run while Flux prunes
+    const commit = await tree.commit(`${name}: colour green`, files('green', '1'));
+    const revision = revisionOf(tree.branch, commit);
+    await waitFor('Flux to apply (and prune)', async () => (await kustomization(name))?.status?.lastAppliedRevision === revision, { namespace: ns, timeoutMs: 30_000 });
+    await waitFor('the run to wait for promotion', async () => (await canary(name))?.status?.phase === 'WaitingPromotion', { namespace: ns, timeoutMs: 30_000 });
+    assert.equal(await mountedConfig(name), before, 'the primary still mounts the old name');
+    const old = await configMapNamed(before as string);
+    assert.ok(old, 'the old ConfigMap survived the prune');
+    assert.ok(old.metadata.finalizers?.includes(IN_USE_FINALIZER), 'kept by canarygate.dev/in-use');
+    assert.ok(old.metadata.deletionTimestamp, 'Flux pruned it in the same reconcile as its apply: Terminating, not gone');
+
+    gates.answer(`${name}-approve`, 200);
+    await waitFor('Succeeded', async () => (await canary(name))?.status?.phase === 'Succeeded', { namespace: ns, timeoutMs: 30_000 });
+    const after = await mountedConfig(name);
+    assert.notEqual(after, before, 'the primary runs the new generated name');
+    await waitFor('the old ConfigMap to be gone', async () => (await configMapNamed(before as string)) === undefined, { namespace: ns, timeoutMs: 20_000 });
+    await waitFor('the Kustomization Ready at the commit', async () => {
+      const k = await kustomization(name);
+      return readyOf(k)?.status === 'True' && k?.status?.lastAppliedRevision === revision && !(k?.status?.inventory?.entries ?? []).some((e) => e.id === `${ns}_${before}__ConfigMap`);
+    }, { namespace: ns, timeoutMs: 20_000 });
   });
 
   it('Flux prune and force (recreate) leave no lost pending change and no stuck Canary', async function () {

@@ -1,7 +1,7 @@
 // Throwaway namespaces, so that test files can run in parallel.
 
 import { randomBytes } from 'node:crypto';
-import { NAMESPACE_ENABLED_LABEL } from '../../core/contract.js';
+import { IN_USE_FINALIZER, NAMESPACE_ENABLED_LABEL } from '../../core/contract.js';
 import { kubectl, kubectlOk } from './cluster.js';
 
 /** Creates a namespace `<prefix>-<random>`; opted in to canary-gate unless enabled is false. */
@@ -25,5 +25,12 @@ export async function deleteNamespace(name: string): Promise<void> {
   const list = await kubectl(['-n', name, 'get', 'canaries.canarygate.dev', '-o', 'name']);
   for (const canary of list.stdout.split('\n').filter(Boolean)) {
     await kubectl(['-n', name, 'patch', canary, '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
+  }
+  // Likewise the reconciler's in-use finalizer on the configs its live templates mount (it removes it itself while it runs).
+  for (const kind of ['configmaps', 'secrets']) {
+    const held = await kubectl(['-n', name, 'get', kind, '-o', `jsonpath={range .items[?(@.metadata.finalizers)]}{.metadata.name}{"\\n"}{end}`]);
+    for (const config of held.stdout.split('\n').filter(Boolean)) {
+      await kubectl(['-n', name, 'patch', kind, config, '--type=json', '-p', JSON.stringify([{ op: 'test', path: '/metadata/finalizers', value: [IN_USE_FINALIZER] }, { op: 'remove', path: '/metadata/finalizers' }])]);
+    }
   }
 }
