@@ -30,6 +30,10 @@ FLUX_SOURCE_METRICS_PORT=${FLUX_SOURCE_METRICS_PORT:-$((PROMETHEUS_PORT + 12))}
 FLUX_SOURCE_HEALTH_PORT=${FLUX_SOURCE_HEALTH_PORT:-$((PROMETHEUS_PORT + 13))}
 FLUX_KUSTOMIZE_METRICS_PORT=${FLUX_KUSTOMIZE_METRICS_PORT:-$((PROMETHEUS_PORT + 14))}
 FLUX_KUSTOMIZE_HEALTH_PORT=${FLUX_KUSTOMIZE_HEALTH_PORT:-$((PROMETHEUS_PORT + 15))}
+flux_port_vars=(FLUX_GIT_PORT FLUX_STORAGE_PORT FLUX_SOURCE_METRICS_PORT FLUX_SOURCE_HEALTH_PORT FLUX_KUSTOMIZE_METRICS_PORT FLUX_KUSTOMIZE_HEALTH_PORT)
+# The ports a running Flux was started with (see below), to find it again.
+# shellcheck disable=SC1091
+[ -f "$dir/flux/ports.env" ] && . "$dir/flux/ports.env"
 FLUX_NAMESPACE=flux-system
 log() { echo "[flux] $*" >&2; }
 procs=(kustomize-controller source-controller git-server)
@@ -134,6 +138,21 @@ run() { # name, then the command
   nohup "$@" >"$dir/logs/flux-$name.log" 2>&1 &
   echo $! >"$dir/run/flux-$name.pid"
 }
+# These ports sit in the kernel's ephemeral range, where any outgoing
+# connection may hold one as its local port for a while (seen: a clean-clone
+# run whose git server could not bind). A port that cannot be bound now is
+# replaced by one the kernel hands out; flux.env tells every user the result.
+bindable() { node -e 'const s=require("net").createServer();s.once("error",()=>process.exit(1));s.listen(Number(process.argv[1]),"127.0.0.1",()=>s.close(()=>process.exit(0)))' "$1"; }
+any_free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+: >"$dir/flux/ports.env"
+for var in "${flux_port_vars[@]}"; do
+  if ! bindable "${!var}"; then
+    new_port=$(any_free_port)
+    log "port ${!var} ($var) is taken; using $new_port"
+    printf -v "$var" '%s' "$new_port"
+  fi
+  echo "$var=${!var}" >>"$dir/flux/ports.env"
+done
 log "starting the git server on 127.0.0.1:$FLUX_GIT_PORT, source-controller and kustomize-controller"
 run git-server "$flux_dir/bin/git-server" -listen "127.0.0.1:$FLUX_GIT_PORT" -root "$dir/flux/git"
 # RUNTIME_NAMESPACE is where a controller records its own Events and leases;
