@@ -200,7 +200,8 @@ describe('the built image on a real control plane', function () {
     const before = await intercepted();
     const warning = await applyNewImage(name, 'example.test/promote:2');
     assert.match(warning, /canary-gate: change held as pending revision [0-9a-f]{12}/);
-    assert.equal(await intercepted(), before + 1, 'the webhook in the container made the decision');
+    // At least once: the API server re-runs admission when its write of a patch meets a concurrent status update.
+    assert.ok((await intercepted()) > before, 'the webhook in the container made the decision');
     assert.equal(liveImage(await get<Deploy>(ns, 'deployment', name)), 'example.test/promote:1', 'the live Deployment stays stable while the canary runs');
 
     await waitFor('the canary copy to run the new image', async () => liveImage(await get<Deploy>(ns, 'deployment', `${name}-canary`)) === 'example.test/promote:2', { namespace: ns, timeoutMs: 30_000 });
