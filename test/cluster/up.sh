@@ -32,6 +32,21 @@ fi
 # A half-started or dead cluster from before: clear it away.
 "$here/down.sh" >/dev/null 2>&1 || true
 
+# Every part of the harness listens on a fixed port inside the kernel's
+# ephemeral range, where any outgoing connection may hold one as its local
+# port (seen in clean-clone runs: Traefik and Flux's git server, started
+# mid-suite, could not bind). Reserved ports are never handed out to outgoing
+# connections and can still be bound by listeners. Best effort: without the
+# right to write the setting, say so and go on.
+reserve_ports() {
+  local f=/proc/sys/net/ipv4/ip_local_reserved_ports cur ours
+  ours="$ETCD_PORT,$ETCD_PEER_PORT,$APISERVER_PORT,$CONTROLLER_MANAGER_PORT,$SCHEDULER_PORT,$KWOK_PORT,$DEMO_GATE_PORT"
+  ours="$ours,$PROMETHEUS_PORT-$((PROMETHEUS_PORT + 20)),$KUBELET_HEALTHZ_PORT-$KUBE_PROXY_HEALTHZ_PORT"
+  cur=$(cat "$f" 2>/dev/null) || { log "cannot read $f: harness ports are not reserved"; return 0; }
+  echo "${cur:+$cur,}$ours" >"$f" 2>/dev/null || log "cannot write $f: harness ports are not reserved (an outgoing connection may take one)"
+}
+reserve_ports
+
 bin=$(FLUX_BUILD=${FLUX:-0} "$here/build.sh")
 mkdir -p "$dir/bin" "$dir/pki" "$dir/logs" "$dir/run"
 for b in "$bin"/*; do ln -sf "$b" "$dir/bin/$(basename "$b")"; done
