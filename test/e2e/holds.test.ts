@@ -43,7 +43,7 @@ describe('change freezes and promotion windows on a real control plane', functio
     it('holds twenty running canaries at once, each saying so; abort still works; lifting it lets them finish', async function () {
       const N = 20;
       const names = Array.from({ length: N }, (_, i) => `svc-${i}`);
-      const analysis = { interval: '1s', stepWeights: [10, 20, 30, 40, 50, 60, 70, 80], maxWeight: 80 };
+      const analysis = { interval: '3s', stepWeights: [10, 20, 30, 40, 50, 60, 70, 80], maxWeight: 80 };
       for (const name of names) {
         await apply(ns, canary(name, { analysis }));
         await apply(ns, deployment(name, { image: 'example.test/app:1', replicas: 1 }));
